@@ -1,0 +1,1 @@
+"""The contracts: every message on RabbitMQ and every record in Redis is defined here once."""

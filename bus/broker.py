@@ -1,0 +1,153 @@
+"""RabbitMQ: the topology every process declares idempotently at start, a confirmed
+publisher, and consumers that ack only after their handler has handed its output on.
+
+Topology (one vhost):
+  ft.activations     durable work queue, gateway -> initializers
+  ft.invoker.<id>    durable queue per invoker, initializer -> invoker
+  ft.replies.<gw>    exclusive reply queue per gateway, invoker -> gateway
+  ft.completions     fanout exchange, invoker -> every initializer
+  ft.health          fanout exchange, invoker heartbeats -> every initializer
+  ft.events          topic exchange, routing key <namespace>.<trigger> (feeds, issue 3)
+  ft.dead            fanout dead-letter exchange and queue for poison messages
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pydantic import BaseModel
+
+from bus.codec import CONTENT_TYPE, pack
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = "ft.activations"
+COMPLETIONS = "ft.completions"
+HEALTH = "ft.health"
+EVENTS = "ft.events"
+DEAD = "ft.dead"
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+def invoker_queue(invoker_id: str) -> str:
+    return f"ft.invoker.{invoker_id}"
+
+
+def reply_queue(gateway_id: str) -> str:
+    return f"ft.replies.{gateway_id}"
+
+
+_DURABLE_WORK_ARGS = {"x-dead-letter-exchange": DEAD}
+
+
+class Broker:
+    """One robust connection; a confirming channel for publishing, one channel per consumer."""
+
+    def __init__(self, connection: AbstractRobustConnection, publish_channel: AbstractChannel):
+        self.connection = connection
+        self._channel = publish_channel
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumer_channels: list[AbstractChannel] = []
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str = "funtainer") -> Broker:
+        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+        channel = await connection.channel(publisher_confirms=True)
+        broker = cls(connection, channel)
+        await broker.declare_topology()
+        return broker
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def declare_topology(self) -> None:
+        ch = self._channel
+        dead = await ch.declare_exchange(DEAD, aio_pika.ExchangeType.FANOUT, durable=True)
+        dead_q = await ch.declare_queue(DEAD, durable=True)
+        await dead_q.bind(dead)
+        await ch.declare_queue(ACTIVATIONS, durable=True, arguments=_DURABLE_WORK_ARGS)
+        for name, kind in (
+            (COMPLETIONS, aio_pika.ExchangeType.FANOUT),
+            (HEALTH, aio_pika.ExchangeType.FANOUT),
+            (EVENTS, aio_pika.ExchangeType.TOPIC),
+        ):
+            self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
+        self._exchanges[""] = ch.default_exchange
+
+    async def declare_invoker_queue(self, invoker_id: str) -> str:
+        name = invoker_queue(invoker_id)
+        await self._channel.declare_queue(name, durable=True, arguments=_DURABLE_WORK_ARGS)
+        return name
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self, model: BaseModel, *, routing_key: str, exchange: str = "",
+        message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
+        expiration: float | None = None,
+    ) -> None:
+        """Publish and wait for the broker's confirm: after this returns, the message is the
+        broker's responsibility. Raises if the broker refused or the message was unroutable."""
+        message = aio_pika.Message(
+            pack(model),
+            content_type=CONTENT_TYPE,
+            message_id=message_id,
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            expiration=expiration,
+        )
+        await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def consume(
+        self, queue: str | None, handler: Handler, *, prefetch: int, bind_to: str | None = None,
+        exclusive: bool = False,
+    ) -> AbstractQueue:
+        """Start consuming ``queue`` (a server-named exclusive queue if None, bound to the
+        fanout exchange ``bind_to``). The handler owns ack/nack of each message."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        self._consumer_channels.append(channel)
+        if queue is None:
+            q = await channel.declare_queue(exclusive=True, auto_delete=True)
+        elif exclusive:
+            q = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
+        else:
+            q = await channel.get_queue(queue, ensure=False)
+        if bind_to is not None:
+            await q.bind(bind_to)
+        await q.consume(handler)
+        return q
+
+
+async def settle(message: AbstractIncomingMessage, *, ack: bool = True, requeue: bool = True) -> None:
+    """Ack or nack, tolerating a channel that died meanwhile: the broker then redelivers the
+    message, and idempotent records make that harmless."""
+    try:
+        if ack:
+            await message.ack()
+        else:
+            await message.nack(requeue=requeue)
+    except Exception as exc:  # channel closed under us: redelivery is the recovery path
+        log.warning("could not settle message %s: %s", message.message_id, exc)
+
+
+def spawn(coro: Awaitable[None], tasks: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+    """Run a coroutine in the background, keeping a reference until it finishes."""
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task

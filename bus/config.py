@@ -1,0 +1,72 @@
+"""One settings model for every process, read from ``FT_*`` environment variables
+(and optionally a TOML file named by ``FT_CONFIG``)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# OpenWhisk's well-known development keys: fine for a local platform, replaced in production
+# with `ft admin` (issue 4).
+GUEST_UUID = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502"
+GUEST_KEY = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP"
+
+
+class StemCellSpec(BaseModel):
+    """How many prewarmed containers of one runtime kind and memory size an invoker keeps."""
+
+    kind: str
+    memory: int = 256
+    count: int = 2
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FT_", env_nested_delimiter="__")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # gateway
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 3233
+    api_host: str = "http://127.0.0.1:3233"
+    guest_uuid: str = GUEST_UUID
+    guest_key: str = GUEST_KEY
+    max_blocking_wait_ms: int = 60_000
+
+    # invoker
+    invoker_id: str = Field(default_factory=lambda: f"invoker-{os.getpid()}")
+    user_memory_mb: int = 2048
+    stem_cells: list[StemCellSpec] = Field(
+        default_factory=lambda: [StemCellSpec(kind="python:3.11", memory=256, count=2)]
+    )
+    idle_container_ttl_s: float = 600.0
+    container_network: str = "none"
+    container_user: str = "1000:1000"
+    container_pids_limit: int = 256
+    container_nofile: int = 1024
+    container_tmpfs_mb: int = 64
+    work_dir: Path = Path("/var/lib/funtainer")
+    docker_url: str = "unix:///var/run/docker.sock"
+    image_prefix: str = "funtainer"
+    heartbeat_interval_s: float = 1.0
+
+    # initializer
+    invoker_dead_after_s: float = 10.0
+
+    # records
+    activation_ttl_s: int = 7 * 24 * 3600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    path = os.environ.get("FT_CONFIG")
+    if path:
+        with open(path, "rb") as f:
+            return Settings(**tomllib.load(f))
+    return Settings()

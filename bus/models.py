@@ -1,0 +1,271 @@
+"""Every message on RabbitMQ and every record in Redis, defined once.
+
+Entity and record models use OpenWhisk's JSON field names (``activationId``, ``publish``...)
+because they are served as-is by the API; bus-only messages use Python names.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSON = Any
+
+
+class StatusCode(IntEnum):
+    """OpenWhisk's ActivationResponse status codes."""
+
+    SUCCESS = 0
+    APPLICATION_ERROR = 1
+    DEVELOPER_ERROR = 2
+    WHISK_ERROR = 3
+
+    @property
+    def message(self) -> str:
+        return _STATUS_MESSAGES[self]
+
+
+_STATUS_MESSAGES = {
+    StatusCode.SUCCESS: "success",
+    StatusCode.APPLICATION_ERROR: "application error",
+    StatusCode.DEVELOPER_ERROR: "action developer error",
+    StatusCode.WHISK_ERROR: "whisk internal error",
+}
+
+
+class KeyValue(BaseModel):
+    key: str
+    value: JSON = None
+    init: bool | None = None
+
+
+class Limits(BaseModel):
+    timeout: int = 60_000  # ms
+    memory: int = 256  # MB
+    logs: int = 10  # MB
+    concurrency: int = 1
+
+
+class ActionExec(BaseModel):
+    """How an action runs. Code lives content-addressed in Redis under ``code_digest``."""
+
+    kind: str
+    code_digest: str | None = None
+    code_size: int = 0
+    binary: bool = False
+    main: str | None = None
+
+
+class ActionDoc(BaseModel):
+    """An action as stored (OpenWhisk's WhiskAction minus the code itself)."""
+
+    namespace: str
+    name: str
+    version: str = "0.0.1"
+    publish: bool = False
+    exec: ActionExec
+    parameters: list[KeyValue] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    annotations: list[KeyValue] = Field(default_factory=list)
+    updated: int = 0
+
+    def annotation(self, key: str, default: JSON = None) -> JSON:
+        for kv in self.annotations:
+            if kv.key == key:
+                return kv.value
+        return default
+
+
+class NamespaceAuth(BaseModel):
+    """An API key: ``uuid:key`` authenticates as ``namespace``."""
+
+    uuid: str
+    key: str
+    namespace: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+
+
+class ActionSnapshot(BaseModel):
+    """What an invoker needs to run an action, frozen at accept time so the invoker never
+    reads the entity store on the hot path (only the code, once per digest)."""
+
+    namespace: str
+    name: str
+    version: str
+    kind: str
+    code_digest: str | None
+    binary: bool = False
+    main: str = "main"
+    limits: Limits = Field(default_factory=Limits)
+    init_env: dict[str, str] = Field(default_factory=dict)
+    provide_api_key: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def key(self) -> str:
+        """Identity for warm reuse: a new version (or new code) never reuses a container."""
+        return f"{self.namespace}/{self.name}@{self.version}#{self.code_digest or ''}"
+
+
+class ActivationRequest(BaseModel):
+    """gateway -> initializer (``ft.activations``) -> invoker (``ft.invoker.<id>``)."""
+
+    activation_id: str
+    transaction_id: str
+    invoking_namespace: str
+    subject: str
+    action: ActionSnapshot
+    payload: JSON = Field(default_factory=dict)
+    blocking: bool = False
+    reply_to: str | None = None
+    api_key: str | None = None
+    accepted_at: int  # epoch ms, when the gateway confirmed the publish
+    max_age_ms: int = 6 * 3600 * 1000  # past this without a record it is answered with an error
+    attempt: int = 1
+    cause: str | None = None
+
+
+class ActivationDone(BaseModel):
+    """invoker -> the waiting gateway (``ft.replies.<gateway-id>``)."""
+
+    activation_id: str
+    record: ActivationRecord
+
+
+class Completion(BaseModel):
+    """invoker -> every initializer (fanout ``ft.completions``): capacity is free again."""
+
+    activation_id: str
+    invoker_id: str
+    action_key: str
+    memory: int
+    status_code: StatusCode
+
+
+class Heartbeat(BaseModel):
+    """invoker -> every initializer (fanout ``ft.health``), every ``heartbeat_interval_s``."""
+
+    invoker_id: str
+    at: int
+    user_memory: int
+    free_memory: int
+    busy: int
+    queued: int
+    warm: list[str] = Field(default_factory=list)  # action keys with a warm container
+    prewarmed: dict[str, int] = Field(default_factory=dict)  # "kind/memory" -> count
+    draining: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Activation records
+
+
+class ActivationResponse(BaseModel):
+    status_code: StatusCode
+    result: JSON = None
+
+    @property
+    def success(self) -> bool:
+        return self.status_code == StatusCode.SUCCESS
+
+    def to_api(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {
+            "status": self.status_code.message,
+            "statusCode": int(self.status_code),
+            "success": self.success,
+            "result": self.result,
+        }
+        if self.result is not None:
+            out["size"] = _json_size(self.result)
+        return out
+
+
+class ActivationRecord(BaseModel):
+    """OpenWhisk's WhiskActivation, plus where and how often it ran."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    namespace: str
+    name: str
+    version: str
+    subject: str
+    activationId: str  # noqa: N815 - OpenWhisk's field name
+    start: int
+    end: int = 0
+    publish: bool = False
+    response: ActivationResponse
+    logs: list[str] = Field(default_factory=list)
+    annotations: list[KeyValue] = Field(default_factory=list)
+    cause: str | None = None
+    # Not part of OpenWhisk's JSON: kept for operators and tests.
+    invoker: str | None = None
+    attempts: int = 1
+
+    @property
+    def duration(self) -> int:
+        return max(0, self.end - self.start) if self.end else 0
+
+    def annotation(self, key: str, default: JSON = None) -> JSON:
+        for kv in self.annotations:
+            if kv.key == key:
+                return kv.value
+        return default
+
+    def to_api(self, *, logs: bool = True) -> dict[str, JSON]:
+        """OpenWhisk's toExtendedJson (``statusCode`` is kept out of ``response``)."""
+        response = self.response.to_api()
+        response.pop("statusCode")
+        out: dict[str, JSON] = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version,
+            "subject": self.subject,
+            "activationId": self.activationId,
+            "start": self.start,
+            "publish": self.publish,
+            "response": response,
+            "logs": self.logs if logs else [],
+            "annotations": [kv.model_dump(exclude_none=True) for kv in self.annotations],
+        }
+        if self.end:
+            out["end"] = self.end
+            out["duration"] = self.duration
+        if self.cause:
+            out["cause"] = self.cause
+        return out
+
+    def summary(self) -> dict[str, JSON]:
+        """A list entry (OpenWhisk's activations view): top-level numeric ``statusCode``."""
+        out: dict[str, JSON] = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version,
+            "publish": self.publish,
+            "annotations": [kv.model_dump(exclude_none=True) for kv in self.annotations],
+            "activationId": self.activationId,
+            "start": self.start,
+            "statusCode": int(self.response.status_code),
+        }
+        if self.end:
+            out["end"] = self.end
+            out["duration"] = self.duration
+        if self.cause:
+            out["cause"] = self.cause
+        return out
+
+
+def _json_size(value: JSON) -> int:
+    import json
+
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+ActivationDone.model_rebuild()

@@ -1,0 +1,184 @@
+"""The Redis store: auth keys, entities (versioned, with content-addressed code) and
+activation records (first write wins, TTL, per-namespace time index).
+
+Keys (all under ``ft:``):
+  auth:<uuid>                    NamespaceAuth
+  ent:<collection>:<ns>:<name>   entity document (actions now; triggers, rules, packages later)
+  ents:<collection>:<ns>         zset name -> updated (ms), for newest-first listing
+  code:<sha256>                  action code, written once, shared by every version using it
+  act:<id>                       ActivationRecord
+  acts:<ns> / acts:<ns>:<name>   zset id -> start (ms)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+
+from bus.codec import pack, unpack
+from bus.ids import now_ms
+from bus.models import ActionDoc, ActivationRecord, NamespaceAuth
+
+E = TypeVar("E", bound=BaseModel)
+
+# One round trip, atomic: the first record for an activation id wins and is indexed once.
+_WRITE_RECORD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
+  return 1
+end
+return 0
+"""
+
+# Replace an entity only if the stored one still has the version the caller read.
+_REPLACE_ENTITY = """
+local current = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, record_ttl_s: int = 7 * 24 * 3600) -> None:
+        self.redis = client
+        self.record_ttl_s = record_ttl_s
+        self._write_record = client.register_script(_WRITE_RECORD)
+        self._replace_entity = client.register_script(_REPLACE_ENTITY)
+
+    @classmethod
+    def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
+        # hiredis is picked automatically when installed; RESP2 keeps replies as plain bytes.
+        client = aioredis.Redis.from_url(url, protocol=2, max_connections=64)
+        return cls(client, record_ttl_s)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # -- auth --------------------------------------------------------------------------------
+
+    async def put_auth(self, auth: NamespaceAuth) -> None:
+        await self.redis.set(f"ft:auth:{auth.uuid}", pack(auth))
+
+    async def authenticate(self, uuid: str, key: str) -> str | None:
+        """The namespace ``uuid:key`` belongs to, or None."""
+        raw = await self.redis.get(f"ft:auth:{uuid}")
+        if raw is None:
+            return None
+        auth = unpack(raw, NamespaceAuth)
+        return auth.namespace if hmac.compare_digest(auth.key, key) else None
+
+    # -- code --------------------------------------------------------------------------------
+
+    async def put_code(self, code: str) -> str:
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        await self.redis.set(f"ft:code:{digest}", code.encode(), nx=True)
+        return digest
+
+    async def get_code(self, digest: str) -> str | None:
+        raw = await self.redis.get(f"ft:code:{digest}")
+        return None if raw is None else raw.decode()
+
+    # -- entities ----------------------------------------------------------------------------
+
+    async def get_entity(self, collection: str, ns: str, name: str, model: type[E]) -> E | None:
+        raw = await self.redis.get(f"ft:ent:{collection}:{ns}:{name}")
+        return None if raw is None else unpack(raw, model)
+
+    async def put_entity(
+        self, collection: str, ns: str, name: str, doc: BaseModel, updated: int,
+        replaces: BaseModel | None,
+    ) -> bool:
+        """Create (``replaces=None``) or replace the exact document read earlier.
+
+        False means a concurrent writer got there first (409 for the API)."""
+        expected = pack(replaces) if replaces is not None else b""
+        done = await self._replace_entity(
+            keys=[f"ft:ent:{collection}:{ns}:{name}", f"ft:ents:{collection}:{ns}"],
+            args=[expected, pack(doc), updated, name],
+        )
+        return bool(done)
+
+    async def delete_entity(self, collection: str, ns: str, name: str, model: type[E]) -> E | None:
+        key = f"ft:ent:{collection}:{ns}:{name}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.getdel(key)
+            pipe.zrem(f"ft:ents:{collection}:{ns}", name)
+            raw, _ = await pipe.execute()
+        return None if raw is None else unpack(raw, model)
+
+    async def list_entities(
+        self, collection: str, ns: str, model: type[E], skip: int = 0, limit: int = 30
+    ) -> list[E]:
+        names = await self.redis.zrevrange(f"ft:ents:{collection}:{ns}", skip, skip + limit - 1)
+        if not names:
+            return []
+        raws = await self.redis.mget([f"ft:ent:{collection}:{ns}:{n.decode()}" for n in names])
+        return [unpack(raw, model) for raw in raws if raw is not None]
+
+    async def count_entities(self, collection: str, ns: str) -> int:
+        return int(await self.redis.zcard(f"ft:ents:{collection}:{ns}"))
+
+    # Actions are the entity every process reads; name the calls.
+    async def get_action(self, ns: str, name: str) -> ActionDoc | None:
+        return await self.get_entity("actions", ns, name, ActionDoc)
+
+    # -- activation records ------------------------------------------------------------------
+
+    async def write_record(self, record: ActivationRecord) -> bool:
+        """Store a record unless one exists for this id. True if this one was stored."""
+        ns, rid = record.namespace, record.activationId
+        done = await self._write_record(
+            keys=[f"ft:act:{rid}", f"ft:acts:{ns}", f"ft:acts:{ns}:{record.name}"],
+            args=[pack(record), self.record_ttl_s, record.start, rid,
+                  now_ms() - self.record_ttl_s * 1000],
+        )
+        return bool(done)
+
+    async def get_record(self, activation_id: str) -> ActivationRecord | None:
+        raw = await self.redis.get(f"ft:act:{activation_id}")
+        return None if raw is None else unpack(raw, ActivationRecord)
+
+    async def has_record(self, activation_id: str) -> bool:
+        return bool(await self.redis.exists(f"ft:act:{activation_id}"))
+
+    def _record_index(self, ns: str, name: str | None) -> str:
+        return f"ft:acts:{ns}:{name}" if name else f"ft:acts:{ns}"
+
+    async def list_records(
+        self, ns: str, *, name: str | None = None, skip: int = 0, limit: int = 30,
+        since: int | None = None, upto: int | None = None,
+    ) -> list[ActivationRecord]:
+        ids = await self.redis.zrevrangebyscore(
+            self._record_index(ns, name),
+            upto if upto is not None else "+inf",
+            since if since is not None else "-inf",
+            start=skip, num=limit,
+        )
+        if not ids:
+            return []
+        raws = await self.redis.mget([f"ft:act:{i.decode()}" for i in ids])
+        return [unpack(raw, ActivationRecord) for raw in raws if raw is not None]
+
+    async def count_records(
+        self, ns: str, *, name: str | None = None, since: int | None = None,
+        upto: int | None = None,
+    ) -> int:
+        return int(await self.redis.zcount(
+            self._record_index(ns, name),
+            since if since is not None else "-inf",
+            upto if upto is not None else "+inf",
+        ))

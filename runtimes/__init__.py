@@ -1,0 +1,1 @@
+"""Runtime container images and the in-container action proxy."""

@@ -1,0 +1,39 @@
+"""The runtime kinds this platform runs, their aliases and images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Runtime:
+    kind: str
+    family: str  # folder under runtimes/ holding the Dockerfile and proxy
+    image_name: str  # image is "<prefix>/<image_name>"
+    default: bool = False
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "python:3.11": Runtime("python:3.11", "python", "python:3.11", default=True),
+}
+
+ALIASES: dict[str, str] = {
+    "python:3": "python:3.11",
+    "python:default": "python:3.11",
+}
+
+
+def resolve_kind(kind: str) -> str | None:
+    """The concrete kind for ``kind`` (aliases and ``<family>:default`` resolved), or None."""
+    kind = kind.strip().lower()
+    if kind in RUNTIMES:
+        return kind
+    return ALIASES.get(kind)
+
+
+def image_for(kind: str, prefix: str = "funtainer") -> str:
+    return f"{prefix}/{RUNTIMES[kind].image_name}"
+
+
+def supported_kinds() -> list[str]:
+    return sorted([*RUNTIMES, *ALIASES])
