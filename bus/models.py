@@ -197,7 +197,7 @@ class ActivationRecord(BaseModel):
     name: str
     version: str
     subject: str
-    activationId: str  # noqa: N815 - OpenWhisk's field name
+    activationId: str
     start: int
     end: int = 0
     publish: bool = False

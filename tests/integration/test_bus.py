@@ -1,0 +1,84 @@
+"""The bus contracts against the real Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from bus.broker import Broker, settle
+from bus.codec import unpack
+from bus.ids import new_activation_id, now_ms
+from bus.models import (
+    ActionDoc,
+    ActionExec,
+    ActivationRecord,
+    ActivationResponse,
+    Heartbeat,
+    StatusCode,
+)
+from bus.store import Store
+
+
+def _record(activation_id: str, result: dict, start: int, name: str = "hello") -> ActivationRecord:
+    return ActivationRecord(
+        namespace="guest", name=name, version="0.0.1", subject="guest",
+        activationId=activation_id, start=start, end=start + 5,
+        response=ActivationResponse(status_code=StatusCode.SUCCESS, result=result),
+    )
+
+
+async def test_first_record_wins(store: Store) -> None:
+    aid = new_activation_id()
+    assert await store.write_record(_record(aid, {"n": 1}, now_ms()))
+    assert not await store.write_record(_record(aid, {"n": 2}, now_ms()))
+    stored = await store.get_record(aid)
+    assert stored is not None and stored.response.result == {"n": 1}
+    assert await store.count_records("guest", name="hello") >= 1
+
+
+async def test_records_list_newest_first_with_range(store: Store) -> None:
+    base = now_ms() + 10_000_000  # clear of other tests' records
+    ids = [new_activation_id() for _ in range(3)]
+    for i, aid in enumerate(ids):
+        await store.write_record(_record(aid, {"i": i}, base + i, name="ranged"))
+    listed = await store.list_records("guest", name="ranged", limit=10)
+    assert [r.activationId for r in listed] == list(reversed(ids))
+    window = await store.list_records("guest", name="ranged", since=base + 1, upto=base + 1)
+    assert [r.activationId for r in window] == [ids[1]]
+
+
+async def test_entity_replace_detects_concurrent_change(store: Store) -> None:
+    doc = ActionDoc(namespace="guest", name="cas", exec=ActionExec(kind="python:3.11"), updated=1)
+    assert await store.put_entity("actions", "guest", "cas", doc, 1, replaces=None)
+    assert not await store.put_entity("actions", "guest", "cas", doc, 1, replaces=None)
+    v2 = doc.model_copy(update={"version": "0.0.2", "updated": 2})
+    assert await store.put_entity("actions", "guest", "cas", v2, 2, replaces=doc)
+    # a writer still holding the old document loses
+    assert not await store.put_entity("actions", "guest", "cas", v2, 3, replaces=doc)
+    got = await store.get_action("guest", "cas")
+    assert got is not None and got.version == "0.0.2"
+    deleted = await store.delete_entity("actions", "guest", "cas", ActionDoc)
+    assert deleted is not None and await store.get_action("guest", "cas") is None
+
+
+async def test_code_is_content_addressed(store: Store) -> None:
+    d1 = await store.put_code("def main(a): return a")
+    d2 = await store.put_code("def main(a): return a")
+    assert d1 == d2 and await store.get_code(d1) == "def main(a): return a"
+
+
+async def test_confirmed_publish_reaches_fanout_consumer(broker: Broker) -> None:
+    got: asyncio.Queue[Heartbeat] = asyncio.Queue()
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        await got.put(unpack(message.body, Heartbeat))
+        await settle(message)
+
+    await broker.consume(None, on_message, prefetch=10, bind_to="ft.health")
+    beat = Heartbeat(invoker_id="i0", at=now_ms(), user_memory=1024, free_memory=512, busy=1,
+                     queued=0, warm=["guest/a@0.0.1#x"])
+    await broker.publish(beat, routing_key="", exchange="ft.health", persistent=False,
+                         mandatory=False)
+    received = await asyncio.wait_for(got.get(), 5)
+    assert received == beat
