@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aio_pika
+from aio_pika import DeliveryMode
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -54,17 +55,26 @@ _DURABLE_WORK_ARGS = {"x-dead-letter-exchange": DEAD}
 class Broker:
     """One robust connection; a confirming channel for publishing, one channel per consumer."""
 
-    def __init__(self, connection: AbstractRobustConnection, publish_channel: AbstractChannel):
+    def __init__(
+        self, connection: AbstractRobustConnection, publish_channel: AbstractChannel,
+        fast_channel: AbstractChannel,
+    ) -> None:
         self.connection = connection
         self._channel = publish_channel
+        # Replies, completions and heartbeats are advisory (the record in Redis is the truth):
+        # they skip the confirm round trip.
+        self._fast_channel = fast_channel
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._fast_exchanges: dict[str, AbstractExchange] = {}
         self._consumer_channels: list[AbstractChannel] = []
+        self._consumer_tags: dict[str, str] = {}
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "funtainer") -> Broker:
         connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
         channel = await connection.channel(publisher_confirms=True)
-        broker = cls(connection, channel)
+        fast = await connection.channel(publisher_confirms=False)
+        broker = cls(connection, channel, fast)
         await broker.declare_topology()
         return broker
 
@@ -83,7 +93,9 @@ class Broker:
             (EVENTS, aio_pika.ExchangeType.TOPIC),
         ):
             self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
+            self._fast_exchanges[name] = await self._fast_channel.get_exchange(name)
         self._exchanges[""] = ch.default_exchange
+        self._fast_exchanges[""] = self._fast_channel.default_exchange
 
     async def declare_invoker_queue(self, invoker_id: str) -> str:
         name = invoker_queue(invoker_id)
@@ -95,20 +107,20 @@ class Broker:
     async def publish(
         self, model: BaseModel, *, routing_key: str, exchange: str = "",
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
-        expiration: float | None = None,
+        expiration: float | None = None, confirm: bool = True,
     ) -> None:
-        """Publish and wait for the broker's confirm: after this returns, the message is the
-        broker's responsibility. Raises if the broker refused or the message was unroutable."""
+        """Publish and (with ``confirm``) wait for the broker's confirm: after this returns, the
+        message is the broker's responsibility. Raises if the broker refused it or, with
+        ``mandatory``, if it was unroutable. Without ``confirm`` it is fire-and-forget."""
         message = aio_pika.Message(
             pack(model),
             content_type=CONTENT_TYPE,
             message_id=message_id,
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
+            delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
             expiration=expiration,
         )
-        await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+        exchanges = self._exchanges if confirm else self._fast_exchanges
+        await exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -129,11 +141,22 @@ class Broker:
             q = await channel.get_queue(queue, ensure=False)
         if bind_to is not None:
             await q.bind(bind_to)
-        await q.consume(handler)
+        self._consumer_tags[q.name] = await q.consume(handler)
         return q
 
+    async def stop_consuming(self, queue: AbstractQueue) -> None:
+        """Stop new deliveries; unacked messages stay with us until settled."""
+        tag = self._consumer_tags.pop(queue.name, None)
+        if tag is not None:
+            try:
+                await queue.cancel(tag)
+            except Exception as exc:
+                log.warning("could not cancel consumer of %s: %s", queue.name, exc)
 
-async def settle(message: AbstractIncomingMessage, *, ack: bool = True, requeue: bool = True) -> None:
+
+async def settle(
+    message: AbstractIncomingMessage, *, ack: bool = True, requeue: bool = True
+) -> None:
     """Ack or nack, tolerating a channel that died meanwhile: the broker then redelivers the
     message, and idempotent records make that harmless."""
     try:

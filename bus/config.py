@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     max_blocking_wait_ms: int = 60_000
 
     # invoker
-    invoker_id: str = Field(default_factory=lambda: f"invoker-{os.getpid()}")
+    # Stable across restarts so an invoker can clean up what its previous life left behind.
+    invoker_id: str = "invoker0"
     user_memory_mb: int = 2048
     stem_cells: list[StemCellSpec] = Field(
         default_factory=lambda: [StemCellSpec(kind="python:3.11", memory=256, count=2)]

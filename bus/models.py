@@ -207,6 +207,7 @@ class ActivationRecord(BaseModel):
     cause: str | None = None
     # Not part of OpenWhisk's JSON: kept for operators and tests.
     invoker: str | None = None
+    container_start: str | None = None  # "warm", "prewarm" or "cold"
     attempts: int = 1
 
     @property

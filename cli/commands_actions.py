@@ -1,0 +1,237 @@
+"""``ft action create|update|get|delete|list|invoke`` with wsk's flags, requests and output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from cli.client import ClientError, Response
+from cli.context import Context
+from cli.errors import EXIT_API, EXIT_NOT_FINISHED, EXIT_OK, CliError
+from cli.names import QualifiedName
+from cli.output import annotation, format_action_list, print_json, sort_actions_by_name
+from cli.params import as_key_value_list, build_exec, collect_values, web_annotations
+
+# Fields `ft action get NAME FIELD` accepts (wsk checks against its Action struct).
+ACTION_FIELDS = (
+    "namespace",
+    "name",
+    "version",
+    "exec",
+    "annotations",
+    "parameters",
+    "limits",
+    "publish",
+    "updated",
+)
+
+
+def _actions_path(name: QualifiedName) -> str:
+    return f"namespaces/{name.namespace_path}/actions/{name.entity_path}"
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int]:
+    # Only limits given on the command line: on update the server keeps the others.
+    given = {
+        "timeout": args.timeout,
+        "memory": args.memory,
+        "logs": args.logsize,
+        "concurrency": args.concurrency,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def build_action_body(args: argparse.Namespace, name: QualifiedName, update: bool) -> dict:
+    body: dict[str, Any] = {"namespace": name.namespace, "name": name.name}
+    if args.file:
+        body["exec"] = build_exec(args.file, args.kind, args.main)
+    elif not update:
+        raise CliError("Invalid argument(s). An action name and code artifact are required.")
+    elif args.kind or args.main:
+        raise CliError("Invalid argument(s). --kind and --main need a code file.")
+
+    if args.param or args.param_file:
+        body["parameters"] = as_key_value_list(collect_values(args.param, args.param_file))
+    annotations = collect_values(args.annotation, args.annotation_file, "annotation")
+    if args.web is not None:
+        annotations.update(web_annotations(args.web))
+    if annotations:
+        body["annotations"] = as_key_value_list(annotations)
+    if limits := _limits(args):
+        body["limits"] = limits
+    if update and args.del_annotation:
+        body["delAnnotations"] = list(args.del_annotation)
+    return body
+
+
+def action_create(args: argparse.Namespace) -> int:
+    return _put_action(args, update=False)
+
+
+def action_update(args: argparse.Namespace) -> int:
+    return _put_action(args, update=True)
+
+
+def _put_action(args: argparse.Namespace, update: bool) -> int:
+    context = Context.from_args(args)
+    name = context.name(args.name)
+    body = build_action_body(args, name, update)
+    verb = "update" if update else "create"
+    context.call(
+        f"Unable to {verb} action '{name.entity}'",
+        "PUT",
+        _actions_path(name),
+        query={"overwrite": update},
+        body=body,
+    )
+    print(f"ok: {verb}d action {name.entity}")
+    return EXIT_OK
+
+
+def action_get(args: argparse.Namespace) -> int:
+    context = Context.from_args(args)
+    name = context.name(args.name)
+    if args.field and not (args.summary or args.url) and args.field not in ACTION_FIELDS:
+        raise CliError(f"Invalid field filter '{args.field}'.")
+    action = context.call(
+        f"Unable to get action '{name.entity}'",
+        "GET",
+        _actions_path(name),
+        query={"code": False},  # wsk leaves the code out of `get`; it can be megabytes
+    ).body
+    if args.url:
+        print(f"ok: got action {name.entity}")
+        print(_action_url(context, name, action))
+    elif args.summary:
+        print(format_action_summary(action))
+    elif args.field:
+        print(f"ok: got action {name.entity}, displaying field {args.field}")
+        print_json(action.get(args.field))
+    else:
+        print(f"ok: got action {name.entity}")
+        print_json(action)
+    return EXIT_OK
+
+
+def _action_url(context: Context, name: QualifiedName, action: dict[str, Any]) -> str:
+    api = context.client.base_url.rstrip("/")
+    namespace = str(action.get("namespace") or name.namespace).split("/")[0]
+    if annotation(action, "web-export") is True:
+        return f"{api}/web/{namespace}/{name.package or 'default'}/{name.name}"
+    return f"{api}/namespaces/{namespace}/actions/{name.entity_path}"
+
+
+def format_action_summary(action: dict[str, Any]) -> str:
+    """wsk's ``--summary``: the full name, its description and the parameter names, bound ones
+    marked ``*`` (``**`` when the action is ``final``)."""
+    full_name = f"/{action.get('namespace', '')}/{action.get('name', '')}"
+    bound = sorted(p.get("key", "") for p in action.get("parameters") or [])
+    described = annotation(action, "parameters") or []
+    names = sorted(set(bound) | {p.get("name") for p in described if isinstance(p, dict)} - {None})
+    mark = "**" if annotation(action, "final") is True else "*"
+    shown = [f"{mark}{n}" if n in bound else n for n in names]
+    description = annotation(action, "description")
+    params = ", ".join(shown) if shown else "none defined"
+    head = f"action {full_name}"
+    if isinstance(description, str) and description:
+        head += f": {description}"
+    elif shown:
+        head += ": Returns a result based on parameter" + (
+            f"s {', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else f" {names[0]}"
+        )
+    return f"{head}\n   (parameters: {params})"
+
+
+def action_delete(args: argparse.Namespace) -> int:
+    context = Context.from_args(args)
+    name = context.name(args.name)
+    context.call(f"Unable to delete action '{name.entity}'", "DELETE", _actions_path(name))
+    print(f"ok: deleted action {name.entity}")
+    return EXIT_OK
+
+
+def action_list(args: argparse.Namespace) -> int:
+    context = Context.from_args(args)
+    namespace, package = context.config.namespace, None
+    if args.scope:
+        # wsk: "/ns" lists a namespace, "/ns/pkg" or "pkg" the actions of a package.
+        if args.scope.startswith("/"):
+            namespace, _, package = args.scope.strip("/").partition("/")
+        else:
+            package = args.scope
+    shown_namespace = "default" if namespace == "_" else namespace
+    path = f"namespaces/{quote(namespace, safe='')}/actions"
+    if package:
+        path += f"/{quote(package, safe='')}/"
+    actions = context.call(
+        f"Unable to obtain the list of actions for namespace '{shown_namespace}'",
+        "GET",
+        path,
+        query={"limit": args.limit, "skip": args.skip},
+    ).body or []
+    if args.name_sort:
+        actions = sort_actions_by_name(actions)
+    print(format_action_list(actions))
+    return EXIT_OK
+
+
+def action_invoke(args: argparse.Namespace) -> int:
+    context = Context.from_args(args)
+    context.require_auth()
+    name = context.name(args.name)
+    payload = collect_values(args.param, args.param_file)
+    blocking = args.blocking or args.result
+    shown = f"/{name.namespace}/{name.entity}"
+    try:
+        response = context.client.request(
+            "POST",
+            _actions_path(name),
+            query={"blocking": blocking, "result": args.result},
+            body=payload,
+        )
+    except ClientError as err:
+        if blocking and _is_failed_activation(err):
+            # wsk prints a failed activation like a finished one, on stderr, and fails.
+            _print_invocation(shown, err.body, err.body, args.result, sys.stderr)
+            return EXIT_API
+        raise CliError(f"Unable to invoke action '{name.entity}': {err}", EXIT_API) from err
+
+    activation_id = _activation_id(response)
+    if response.status == 202 and blocking:
+        print(
+            f"ok: invoked {shown}, but the request has not yet finished, with id {activation_id}",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FINISHED
+    if not blocking:
+        print(f"ok: invoked {shown} with id {activation_id}")
+        return EXIT_OK
+    _print_invocation(shown, response, response.body, args.result, sys.stdout)
+    return EXIT_OK
+
+
+def _activation_id(response: Response | Any) -> str:
+    body = response.body if isinstance(response, Response) else response
+    if isinstance(body, dict) and body.get("activationId"):
+        return str(body["activationId"])
+    if isinstance(response, Response):
+        return response.header("x-openwhisk-activation-id") or ""
+    return ""
+
+
+def _print_invocation(
+    shown: str, response: Response | Any, body: Any, result_only: bool, out: Any
+) -> None:
+    if not result_only:
+        print(f"ok: invoked {shown} with id {_activation_id(response)}", file=out)
+    print_json(body, out)
+
+
+def _is_failed_activation(err: ClientError) -> bool:
+    """A 502/500 to a blocking invoke carries the activation (or, with ``-r``, its
+    ``{"error": ...}`` result); API errors carry a transaction ``code`` instead."""
+    if err.status not in (500, 502) or not isinstance(err.body, dict):
+        return False
+    return "activationId" in err.body or "code" not in err.body

@@ -1,0 +1,291 @@
+"""Actions between OpenWhisk's JSON and ``bus.models.ActionDoc``: the PUT body validated,
+create/update merge rules, system annotations, and the GET/list shapes. Pure functions."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus.models import ActionDoc, ActionExec, KeyValue, Limits
+from gateway.errors import ApiError, malformed, too_large
+from gateway.validation import GatewayLimits, json_size
+from runtimes.kinds import resolve_kind, supported_kinds
+
+EXEC_ANNOTATION = "exec"
+PROVIDE_API_KEY = "provide-api-key"
+
+# OpenWhisk's base64 test for "this code is a zip/jar" (ent/Exec.scala isBinaryCode), in an
+# equivalent form that scans 48 MB without backtracking: with the length a multiple of four,
+# "base64 chars then at most two '='" is exactly a sequence of complete base64 quads.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+def is_binary_code(code: str) -> bool:
+    text = code.strip()
+    return len(text) > 0 and len(text) % 4 == 0 and _BASE64.fullmatch(text) is not None
+
+
+def truthy(value: Any) -> bool:
+    """OpenWhisk's ``isTruthy`` for annotation values."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def bump_patch(version: str) -> str:
+    match = _SEMVER.match(version)
+    if not match:
+        return "0.0.1"
+    major, minor, patch = (int(g) for g in match.groups())
+    return f"{major}.{minor}.{patch + 1}"
+
+
+# -- parameters and annotations -------------------------------------------------------------
+
+
+def parse_key_values(value: Any, field_name: str) -> list[KeyValue]:
+    if not isinstance(value, list):
+        raise malformed(f"'{field_name}' must be an array of key-value pairs")
+    pairs: list[KeyValue] = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise malformed(f"'{field_name}' must be an array of key-value pairs")
+        init = item.get("init")
+        if init is not None and not isinstance(init, bool):
+            raise malformed(f"'init' of parameter '{item['key']}' must be a boolean")
+        pairs.append(KeyValue(key=item["key"], value=item.get("value"), init=init or None))
+    return pairs
+
+
+def key_values_size(pairs: list[KeyValue]) -> int:
+    return sum(len(kv.key.encode()) + json_size(kv.value) for kv in pairs)
+
+
+def key_value_json(kv: KeyValue) -> dict[str, Any]:
+    # Not model_dump(exclude_none=True): a null value is still a value and must be shown.
+    out: dict[str, Any] = {"key": kv.key, "value": kv.value}
+    if kv.init:
+        out["init"] = True
+    return out
+
+
+def merge_annotations(
+    old: list[KeyValue], new: list[KeyValue], delete: list[str]
+) -> list[KeyValue]:
+    """Old annotations updated by new ones (new keys win, order kept), minus deleted keys."""
+    merged = {kv.key: kv for kv in old}
+    merged.update((kv.key, kv) for kv in new)
+    return [kv for key, kv in merged.items() if key not in delete]
+
+
+def amend_annotations(annotations: list[KeyValue], kind: str, create: bool) -> list[KeyValue]:
+    """System annotations: ``exec`` always rewritten; ``provide-api-key: false`` on create."""
+    out = [kv for kv in annotations if kv.key != EXEC_ANNOTATION]
+    if create and not any(kv.key == PROVIDE_API_KEY for kv in out):
+        out.append(KeyValue(key=PROVIDE_API_KEY, value=False))
+    out.append(KeyValue(key=EXEC_ANNOTATION, value=kind))
+    return out
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+# (JSON key, label in messages, unit, min, max); labels and wording from OpenWhisk's limits.
+_LIMIT_RULES = (
+    ("timeout", "Timeout", " milliseconds", 100, 300_000),
+    ("memory", "Memory", " MB", 128, 512),
+    ("logs", "Log size", " MB", 0, 10),
+    ("concurrency", "concurrency", "", 1, 1),
+)
+_LIMIT_NOUN = {"timeout": "time", "memory": "memory", "logs": "log", "concurrency": "concurrency"}
+
+
+def parse_limits(value: Any) -> dict[str, int]:
+    """The limit fields a body gives, each whole and in range."""
+    if not isinstance(value, dict):
+        raise malformed("'limits' must be an object")
+    given: dict[str, int] = {}
+    for key, label, unit, low, high in _LIMIT_RULES:
+        if key not in value or value[key] is None:
+            continue
+        raw = value[key]
+        noun = _LIMIT_NOUN[key]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise ApiError(400, f"{noun} limit malformed")
+        if raw != int(raw):
+            raise ApiError(400, f"{noun} limit must be whole number")
+        number = int(raw)
+        if number < low:
+            raise ApiError(400, f"{label} {number}{unit} below allowed threshold of {low}{unit}")
+        if number > high:
+            raise ApiError(400, f"{label} {number}{unit} exceeds allowed threshold of {high}{unit}")
+        given[key] = number
+    return given
+
+
+# -- the PUT body ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecPut:
+    kind: str  # resolved, concrete
+    code: str
+    main: str | None
+
+
+@dataclass(frozen=True)
+class ActionPut:
+    """A validated PUT body; None means "not given" (keep the old value on update)."""
+
+    exec: ExecPut | None = None
+    parameters: list[KeyValue] | None = None
+    annotations: list[KeyValue] | None = None
+    del_annotations: list[str] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)
+    version: str | None = None
+    publish: bool | None = None
+
+
+def unsupported_kind(kind: str) -> ApiError:
+    valid = "', '".join(supported_kinds())
+    return ApiError(
+        400,
+        f"The specified runtime '{kind}' is not supported by this platform. "
+        f"Valid values are: '{valid}'.",
+    )
+
+
+def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
+    if not isinstance(value, dict):
+        raise malformed("'exec' must be an object")
+    raw_kind = value.get("kind")
+    if not isinstance(raw_kind, str):
+        raise malformed("'kind' must be a string defined in 'exec'")
+    kind = resolve_kind(raw_kind)
+    if kind is None:
+        raise unsupported_kind(raw_kind.strip().lower())
+    code = value.get("code")
+    if not isinstance(code, str):
+        raise malformed(f"'code' must be a string defined in 'exec' for '{kind}' actions")
+    size = len(code.encode())
+    if size > limits.code_bytes:
+        raise too_large(size, limits.code_bytes)
+    main = value.get("main")
+    if main is not None and not isinstance(main, str):
+        raise malformed("'main' must be a string")
+    return ExecPut(kind=kind, code=code, main=main or None)
+
+
+def _checked_key_values(body: dict[str, Any], key: str, limits: GatewayLimits) -> list[KeyValue]:
+    pairs = parse_key_values(body[key], key)
+    size = key_values_size(pairs)
+    if size > limits.parameters_bytes:
+        raise too_large(size, limits.parameters_bytes)
+    return pairs
+
+
+def parse_action_put(body: dict[str, Any], limits: GatewayLimits) -> ActionPut:
+    """Validate a PUT body (``namespace``/``name`` in it are ignored, as OpenWhisk does)."""
+    fields: dict[str, Any] = {}
+    if body.get("exec") is not None:
+        fields["exec"] = parse_exec(body["exec"], limits)
+    for key in ("parameters", "annotations"):
+        if body.get(key) is not None:
+            fields[key] = _checked_key_values(body, key, limits)
+    if body.get("delAnnotations") is not None:
+        deleted = body["delAnnotations"]
+        if not isinstance(deleted, list) or not all(isinstance(k, str) for k in deleted):
+            raise malformed("'delAnnotations' must be an array of strings")
+        fields["del_annotations"] = deleted
+    if body.get("limits") is not None:
+        fields["limits"] = parse_limits(body["limits"])
+    if body.get("version") is not None:
+        version = body["version"]
+        if not isinstance(version, str) or not _SEMVER.match(version):
+            raise malformed("'version' must be a semantic version 'major.minor.patch'")
+        fields["version"] = version
+    if body.get("publish") is not None:
+        if not isinstance(body["publish"], bool):
+            raise malformed("'publish' must be a boolean")
+        fields["publish"] = body["publish"]
+    return ActionPut(**fields)
+
+
+def created_doc(
+    ns: str, name: str, put: ActionPut, action_exec: ActionExec, updated: int
+) -> ActionDoc:
+    return ActionDoc(
+        namespace=ns,
+        name=name,
+        version=put.version or "0.0.1",
+        publish=bool(put.publish),
+        exec=action_exec,
+        parameters=put.parameters or [],
+        limits=Limits(**put.limits),
+        annotations=amend_annotations(put.annotations or [], action_exec.kind, create=True),
+        updated=updated,
+    )
+
+
+def updated_doc(
+    old: ActionDoc, put: ActionPut, action_exec: ActionExec | None, updated: int
+) -> ActionDoc:
+    """OpenWhisk's update: absent fields keep old values, the patch version is bumped unless
+    given, parameters replaced wholesale, annotations and limits merged."""
+    new_exec = action_exec or old.exec
+    annotations = merge_annotations(old.annotations, put.annotations or [], put.del_annotations)
+    return ActionDoc(
+        namespace=old.namespace,
+        name=old.name,
+        version=put.version or bump_patch(old.version),
+        publish=old.publish if put.publish is None else put.publish,
+        exec=new_exec,
+        parameters=old.parameters if put.parameters is None else put.parameters,
+        limits=old.limits.model_copy(update=put.limits),
+        annotations=amend_annotations(annotations, new_exec.kind, create=False),
+        updated=updated,
+    )
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def action_json(doc: ActionDoc, code: str | None, *, include_code: bool = True) -> dict[str, Any]:
+    """OpenWhisk's WhiskAction JSON (GET, PUT and DELETE answers)."""
+    exec_json: dict[str, Any] = {"kind": doc.exec.kind}
+    if include_code:
+        exec_json["code"] = code if code is not None else ""
+    exec_json["binary"] = doc.exec.binary
+    if doc.exec.main:
+        exec_json["main"] = doc.exec.main
+    return {
+        "namespace": doc.namespace,
+        "name": doc.name,
+        "version": doc.version,
+        "publish": doc.publish,
+        "exec": exec_json,
+        "parameters": [key_value_json(kv) for kv in doc.parameters],
+        "limits": doc.limits.model_dump(),
+        "annotations": [key_value_json(kv) for kv in doc.annotations],
+        "updated": doc.updated,
+    }
+
+
+def action_summary(doc: ActionDoc) -> dict[str, Any]:
+    """A list entry: no kind or code (clients read the kind from the ``exec`` annotation)."""
+    return {
+        "namespace": doc.namespace,
+        "name": doc.name,
+        "version": doc.version,
+        "publish": doc.publish,
+        "annotations": [key_value_json(kv) for kv in doc.annotations],
+        "limits": doc.limits.model_dump(),
+        "exec": {"binary": doc.exec.binary},
+        "updated": doc.updated,
+    }

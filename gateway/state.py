@@ -1,0 +1,20 @@
+"""Typed keys for what the application holds (aiohttp ``AppKey``s)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bus.broker import Broker
+from bus.config import Settings
+from bus.store import Store
+from gateway.auth import AuthCache
+from gateway.replies import Waiters
+from gateway.validation import GatewayLimits
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+BROKER = web.AppKey("broker", Broker)
+LIMITS = web.AppKey("limits", GatewayLimits)
+AUTH_CACHE = web.AppKey("auth_cache", AuthCache)
+WAITERS = web.AppKey("waiters", Waiters)
+GATEWAY_ID = web.AppKey("gateway_id", str)

@@ -1,0 +1,1 @@
+"""The initializer: schedules activations onto invokers and keeps track of their health."""

@@ -1,0 +1,145 @@
+"""The initializer: takes accepted activations off ``ft.activations`` and forwards each to an
+invoker chosen from heartbeats. A request is acked only after the invoker's queue confirmed
+it, so a crash here means redelivery to another initializer, never a lost activation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, invoker_queue, settle
+from bus.codec import unpack
+from bus.config import Settings, get_settings
+from bus.ids import now_ms
+from bus.models import (
+    ActivationDone,
+    ActivationRecord,
+    ActivationRequest,
+    ActivationResponse,
+    Completion,
+    Heartbeat,
+    KeyValue,
+    StatusCode,
+)
+from bus.store import Store
+from initializer.placement import choose_invoker
+from initializer.registry import InvokerRegistry
+
+log = logging.getLogger(__name__)
+
+NO_INVOKER_WAIT_S = 1.0
+EXPIRED = "The activation was not started within its maximum age ({s} s): no invoker had room."
+
+
+class Initializer:
+    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.registry = InvokerRegistry(settings.invoker_dead_after_s)
+        self._queue: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        await self.broker.consume(None, self.on_heartbeat, prefetch=256, bind_to=HEALTH)
+        await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS)
+        # Bounded: messages beyond this wait in the broker, where other initializers see them.
+        self._queue = await self.broker.consume(ACTIVATIONS, self.on_activation, prefetch=128)
+        log.info("initializer ready")
+
+    async def stop(self) -> None:
+        if self._queue is not None:
+            await self.broker.stop_consuming(self._queue)
+
+    async def on_heartbeat(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await self.registry.heartbeat(unpack(message.body, Heartbeat))
+        finally:
+            await settle(message)
+
+    async def on_completion(self, message: AbstractIncomingMessage) -> None:
+        try:
+            done = unpack(message.body, Completion)
+            await self.registry.completed(done.invoker_id, done.activation_id)
+        finally:
+            await settle(message)
+
+    async def on_activation(self, message: AbstractIncomingMessage) -> None:
+        try:
+            req = unpack(message.body, ActivationRequest)
+        except Exception:
+            log.exception("poison message %s sent to ft.dead", message.message_id)
+            await settle(message, ack=False, requeue=False)
+            return
+        memory = req.action.limits.memory
+        while True:
+            invoker = choose_invoker(self.registry.usable(), req.action.key, memory)
+            if invoker is None:
+                if now_ms() - req.accepted_at > req.max_age_ms:
+                    await self._expire(req)
+                    await settle(message)
+                    return
+                await self._wait_for_capacity()
+                continue
+            try:
+                await self.broker.publish(req, routing_key=invoker_queue(invoker),
+                                          message_id=req.activation_id)
+            except Exception as exc:
+                # Unroutable (its queue is gone) or the broker refused: try again elsewhere.
+                log.warning("could not hand %s to %s: %s", req.activation_id, invoker, exc)
+                await asyncio.sleep(0.1)
+                continue
+            self.registry.placed(invoker, req.activation_id, memory)
+            await settle(message)
+            return
+
+    async def _wait_for_capacity(self) -> None:
+        async with self.registry.changed:
+            try:
+                await asyncio.wait_for(self.registry.changed.wait(), NO_INVOKER_WAIT_S)
+            except TimeoutError:
+                pass
+
+    async def _expire(self, req: ActivationRequest) -> None:
+        """An explicit error record instead of silence."""
+        now = now_ms()
+        record = ActivationRecord(
+            namespace=req.invoking_namespace, name=req.action.name, version=req.action.version,
+            subject=req.subject, activationId=req.activation_id, start=now, end=now,
+            response=ActivationResponse(
+                status_code=StatusCode.WHISK_ERROR,
+                result={"error": EXPIRED.format(s=req.max_age_ms // 1000)}),
+            annotations=[KeyValue(key="path", value=req.action.path),
+                         KeyValue(key="kind", value=req.action.kind)],
+            cause=req.cause, attempts=req.attempt,
+        )
+        if not await self.store.write_record(record):
+            record = await self.store.get_record(req.activation_id) or record
+        if req.reply_to:
+            await self.broker.publish(
+                ActivationDone(activation_id=req.activation_id, record=record),
+                routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
+
+
+async def serve(settings: Settings) -> None:
+    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+    broker = await Broker.connect(settings.amqp_url, name="initializer")
+    initializer = Initializer(settings, store, broker)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await initializer.start()
+    await stop.wait()
+    await initializer.stop()
+    await broker.close()
+    await store.close()
+
+
+def run() -> None:
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvloop.run(serve(get_settings()))

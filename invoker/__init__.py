@@ -1,0 +1,1 @@
+"""The invoker: runs activations in a pool of prewarmed runtime containers."""

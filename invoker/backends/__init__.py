@@ -1,0 +1,42 @@
+"""Container backends: one small interface, one module per engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class ContainerHandle:
+    """A running runtime container, as the invoker reaches it: through a host directory
+    bind-mounted into the container that holds the proxy's socket and its log files."""
+
+    pool_id: str
+    name: str
+    engine_id: str
+    io_dir: Path
+
+    @property
+    def socket_path(self) -> Path:
+        return self.io_dir / "proxy.sock"
+
+    def log_path(self, activation_id: str) -> Path:
+        return self.io_dir / "logs" / f"{activation_id}.log"
+
+
+class ContainerBackend(Protocol):
+    async def create(self, pool_id: str, kind: str, memory: int) -> ContainerHandle:
+        """Create and start a container for ``kind`` limited to ``memory`` MB. Returns once
+        the engine started it (the caller waits for the proxy socket)."""
+
+    async def destroy(self, handle: ContainerHandle) -> None:
+        """Remove the container and its io directory. Never raises for a missing one."""
+
+    async def was_oom_killed(self, handle: ContainerHandle) -> bool:
+        """Whether the engine killed the container for exceeding its memory (failure path)."""
+
+    async def remove_leftovers(self) -> int:
+        """Remove containers a previous life of this invoker left behind; return how many."""
+
+    async def close(self) -> None: ...

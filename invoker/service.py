@@ -1,0 +1,379 @@
+"""The invoker's driver: feeds the container pool events, executes its commands against a
+container backend and the action proxies, and hands every result on (record in Redis, reply
+to the waiting gateway, completion to the initializers) before acking the request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from bus.broker import COMPLETIONS, HEALTH, Broker, settle, spawn
+from bus.codec import unpack
+from bus.config import Settings, get_settings
+from bus.ids import now_ms
+from bus.models import (
+    ActivationDone,
+    ActivationRecord,
+    ActivationRequest,
+    Completion,
+    Heartbeat,
+)
+from bus.store import Store
+from invoker import outcome as oc
+from invoker.backends import ContainerBackend, ContainerHandle
+from invoker.logs import collect
+from invoker.outcome import Outcome
+from invoker.pool import ContainerPool, Job, Remove, Run, StartStemCell
+from invoker.proxy_client import ProxyClient, ProxyConnectionError
+from invoker.records import build_record, init_body, run_body
+
+log = logging.getLogger(__name__)
+
+PROXY_START_TIMEOUT_S = 30.0
+CODE_CACHE_ENTRIES = 256
+
+
+@dataclass
+class JobContext:
+    request: ActivationRequest
+    message: AbstractIncomingMessage
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class Invoker:
+    def __init__(
+        self, settings: Settings, store: Store, broker: Broker, backend: ContainerBackend
+    ) -> None:
+        self.settings = settings
+        self.id = settings.invoker_id
+        self.store = store
+        self.broker = broker
+        self.backend = backend
+        counter = itertools.count()
+        self.pool = ContainerPool(
+            settings.user_memory_mb, settings.stem_cells, settings.idle_container_ttl_s,
+            new_id=lambda: f"c{next(counter)}",
+        )
+        self.handles: dict[str, ContainerHandle] = {}
+        self.clients: dict[str, ProxyClient] = {}
+        self.jobs: dict[str, JobContext] = {}
+        self._code: OrderedDict[str, str] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._consumer_tag: str | None = None
+        self._queue: AbstractQueue | None = None
+        self._stem_cell_errors: dict[str, float] = {}
+        self.draining = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        removed = await self.backend.remove_leftovers()
+        if removed:
+            log.info("removed %d containers left by a previous run", removed)
+        queue_name = await self.broker.declare_invoker_queue(self.id)
+        self.apply(self.pool.start(time.monotonic()))
+        await self._heartbeat()
+        # Enough unacked messages to fill every memory slot once more; the rest waits in the
+        # broker, where another invoker can get it if this one dies.
+        prefetch = max(2, 2 * self.settings.user_memory_mb // 128)
+        self._queue = await self.broker.consume(queue_name, self.on_message, prefetch=prefetch)
+        self._ticker = asyncio.create_task(self._tick_loop())
+        log.info("invoker %s ready (%d MB)", self.id, self.settings.user_memory_mb)
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop taking work, let running activations finish, hand buffered ones back."""
+        self.draining = True
+        if self._queue is not None:
+            await self.broker.stop_consuming(self._queue)
+        for job in self.pool.drain():
+            ctx = self.jobs.pop(job.activation_id, None)
+            if ctx is not None:
+                await settle(ctx.message, ack=False, requeue=True)
+        running = [t for t in self._tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        for ctx in list(self.jobs.values()):
+            await settle(ctx.message, ack=False, requeue=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await self._heartbeat()
+        await asyncio.gather(*(self._destroy(cid) for cid in list(self.handles)))
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            req = unpack(message.body, ActivationRequest)
+        except Exception:
+            log.exception("poison message %s sent to ft.dead", message.message_id)
+            await settle(message, ack=False, requeue=False)
+            return
+        if self.draining:
+            await settle(message, ack=False, requeue=True)
+            return
+        aid = req.activation_id
+        if message.redelivered:
+            existing = await self.store.get_record(aid)
+            if existing is not None:
+                # It ran before a crash lost the ack: answer again with the same record.
+                await self._announce(req, existing)
+                await settle(message)
+                return
+        if aid in self.jobs:
+            # Redelivered while still running here: the new delivery is the one to ack.
+            self.jobs[aid].message = message
+            return
+        action = req.action
+        if action.limits.memory > self.settings.user_memory_mb:
+            await self._complete(JobContext(req, message), build_record(
+                req, oc.whisk_error(oc.PROVISION_FAILED), start=now_ms(), end=now_ms(), logs=[],
+                init_ms=None, invoker_id=self.id))
+            return
+        self.jobs[aid] = JobContext(req, message)
+        job = Job(aid, action.key, req.invoking_namespace, action.kind, action.limits.memory)
+        self.apply(self.pool.submit(job, time.monotonic()))
+
+    def apply(self, commands: list[StartStemCell | Run | Remove]) -> None:
+        for command in commands:
+            match command:
+                case Run():
+                    spawn(self._run(command), self._tasks)
+                case StartStemCell():
+                    spawn(self._start_stem_cell(command), self._tasks)
+                case Remove():
+                    spawn(self._remove(command.container_id), self._tasks)
+
+    # -- containers --------------------------------------------------------------------------
+
+    async def _create(self, container_id: str, kind: str, memory: int) -> ProxyClient:
+        handle = await self.backend.create(container_id, kind, memory)
+        self.handles[container_id] = handle
+        client = ProxyClient(handle.socket_path)
+        await client.connect(PROXY_START_TIMEOUT_S)
+        self.clients[container_id] = client
+        return client
+
+    async def _start_stem_cell(self, cmd: StartStemCell) -> None:
+        try:
+            await self._create(cmd.container_id, cmd.kind, cmd.memory)
+        except Exception as exc:
+            await self._destroy(cmd.container_id)
+            last = self._stem_cell_errors.get(cmd.kind, 0.0)
+            if time.monotonic() - last > 60:
+                log.error("cannot start a %s stem cell: %s", cmd.kind, exc)
+                self._stem_cell_errors[cmd.kind] = time.monotonic()
+            self.apply(self.pool.container_failed_to_start(cmd.container_id, time.monotonic()))
+            return
+        self.apply(self.pool.container_started(cmd.container_id, time.monotonic()))
+
+    async def _destroy(self, container_id: str) -> None:
+        client = self.clients.pop(container_id, None)
+        if client is not None:
+            client.close()
+        handle = self.handles.pop(container_id, None)
+        if handle is not None:
+            try:
+                await self.backend.destroy(handle)
+            except Exception:
+                log.exception("could not remove container %s", container_id)
+
+    async def _remove(self, container_id: str) -> None:
+        await self._destroy(container_id)
+        self.apply(self.pool.container_removed(container_id, time.monotonic()))
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _code_for(self, digest: str | None) -> str | None:
+        if digest is None:
+            return None
+        code = self._code.get(digest)
+        if code is None:
+            code = await self.store.get_code(digest)
+            if code is None:
+                return None
+            self._code[digest] = code
+            if len(self._code) > CODE_CACHE_ENTRIES:
+                self._code.popitem(last=False)
+        else:
+            self._code.move_to_end(digest)
+        return code
+
+    async def _run(self, cmd: Run) -> None:
+        ctx = self.jobs[cmd.job.activation_id]
+        req = ctx.request
+        timeout_ms = req.action.limits.timeout
+        cid = cmd.container_id
+        reusable = False
+        start = now_ms()
+        init_ms: int | None = None
+        logs_expected = True
+        try:
+            if cmd.start == "cold":
+                try:
+                    await self._create(cid, req.action.kind, req.action.limits.memory)
+                except Exception:
+                    log.exception("cold start of %s failed", req.action.path)
+                    await self._destroy(cid)
+                    self.apply(self.pool.container_failed_to_start(cid, time.monotonic()))
+                    now = now_ms()
+                    await self._complete(ctx, build_record(
+                        req, oc.whisk_error(oc.PROVISION_FAILED), start=now, end=now, logs=[],
+                        init_ms=None, invoker_id=self.id))
+                    return
+            client = self.clients[cid]
+            start = now_ms()
+            outcome: Outcome | None = None
+            if cmd.start != "warm":
+                outcome, logs_expected = await self._init(client, req, cid, start + timeout_ms)
+                init_ms = now_ms() - start
+            if outcome is None:
+                outcome, logs_expected = await self._invoke(client, req, cid, timeout_ms)
+            end = now_ms()
+            reusable = outcome.container_reusable
+            handle = self.handles.get(cid)
+            logs = await collect(
+                handle.log_path(req.activation_id),
+                req.action.limits.logs, expect_file=logs_expected,
+            ) if handle is not None else []
+            await self._complete(ctx, build_record(
+                req, outcome, start=start, end=end, logs=logs, init_ms=init_ms,
+                invoker_id=self.id, container_start=cmd.start))
+        finally:
+            if cmd.start != "cold" or cid in self.handles:
+                self.apply(self.pool.job_finished(cid, time.monotonic(), reusable))
+
+    async def _init(
+        self, client: ProxyClient, req: ActivationRequest, cid: str, deadline: int
+    ) -> tuple[Outcome | None, bool]:
+        """None when the action initialized; else the failure and whether logs were written."""
+        code = await self._code_for(req.action.code_digest)
+        if code is None and req.action.code_digest is not None:
+            return Outcome(oc.StatusCode.APPLICATION_ERROR,
+                           {"error": "Action could not be found or may have been deleted."}), True
+        timeout_ms = req.action.limits.timeout
+        try:
+            status, body = await client.post(
+                "/init", init_body(req, code, deadline), timeout_ms / 1000)
+        except TimeoutError:
+            return oc.developer_error(
+                oc.INIT_TIMEOUT_MESSAGE.format(ms=timeout_ms), timed_out=True), False
+        except ProxyConnectionError:
+            return await self._crashed(cid, oc.INIT_EXITED), False
+        if status != 200:
+            return oc.init_failure(status, body), True
+        return None, True
+
+    async def _invoke(
+        self, client: ProxyClient, req: ActivationRequest, cid: str, timeout_ms: int
+    ) -> tuple[Outcome, bool]:
+        deadline = now_ms() + timeout_ms
+        try:
+            status, body = await client.post("/run", run_body(req, deadline), timeout_ms / 1000)
+        except TimeoutError:
+            message = oc.TIMEOUT_MESSAGE.format(ms=timeout_ms)
+            return oc.developer_error(message, timed_out=True), False
+        except ProxyConnectionError:
+            return await self._crashed(cid, oc.RUN_EXITED), False
+        return oc.run_outcome(status, body), True
+
+    async def _crashed(self, cid: str, message: str) -> Outcome:
+        handle = self.handles.get(cid)
+        if handle is not None and await self.backend.was_oom_killed(handle):
+            return oc.developer_error(oc.OUT_OF_MEMORY)
+        return oc.developer_error(message)
+
+    # -- handing results on ------------------------------------------------------------------
+
+    async def _complete(self, ctx: JobContext, record: ActivationRecord) -> None:
+        """Record first (the durable answer), then tell the gateway and initializers, then ack.
+        A Redis outage stalls this activation until Redis is back; it is never dropped."""
+        req = ctx.request
+        delay = 0.05
+        while True:
+            try:
+                if not await self.store.write_record(record):
+                    stored = await self.store.get_record(req.activation_id)
+                    record = stored or record
+                break
+            except Exception as exc:
+                log.warning("cannot write record %s yet: %s", req.activation_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        await self._announce(req, record)
+        self.jobs.pop(req.activation_id, None)
+        await settle(ctx.message)
+
+    async def _announce(self, req: ActivationRequest, record: ActivationRecord) -> None:
+        try:
+            if req.reply_to:
+                await self.broker.publish(
+                    ActivationDone(activation_id=req.activation_id, record=record),
+                    routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
+            await self.broker.publish(
+                Completion(activation_id=req.activation_id, invoker_id=self.id,
+                           action_key=req.action.key, memory=req.action.limits.memory,
+                           status_code=record.response.status_code),
+                exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
+                confirm=False)
+        except Exception as exc:  # advisory messages; the record is already stored
+            log.warning("could not announce %s: %s", req.activation_id, exc)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                self.apply(self.pool.tick(time.monotonic()))
+                await self._heartbeat()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def _heartbeat(self) -> None:
+        beat = Heartbeat(
+            invoker_id=self.id, at=now_ms(), user_memory=self.settings.user_memory_mb,
+            free_memory=self.pool.free_memory, busy=self.pool.busy_count,
+            queued=self.pool.queued_count, warm=self.pool.warm_keys(),
+            prewarmed=self.pool.prewarm_counts(), draining=self.draining,
+        )
+        with contextlib.suppress(Exception):
+            await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
+                                      mandatory=False, confirm=False)
+
+
+async def serve(settings: Settings) -> None:
+    from invoker.backends.docker import DockerBackend
+
+    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+    broker = await Broker.connect(settings.amqp_url, name=f"invoker {settings.invoker_id}")
+    backend = DockerBackend(settings)
+    invoker = Invoker(settings, store, broker, backend)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await invoker.start()
+    await stop.wait()
+    log.info("invoker %s stopping", settings.invoker_id)
+    await invoker.stop()
+    await backend.close()
+    await broker.close()
+    await store.close()
+
+
+def run() -> None:
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvloop.run(serve(get_settings()))
