@@ -12,6 +12,7 @@ Keys (all under ``ft:``):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from typing import TypeVar
@@ -73,6 +74,10 @@ class Store:
     async def put_auth(self, auth: NamespaceAuth) -> None:
         await self.redis.set(f"ft:auth:{auth.uuid}", pack(auth))
 
+    async def get_auth(self, uuid: str) -> NamespaceAuth | None:
+        raw = await self.redis.get(f"ft:auth:{uuid}")
+        return None if raw is None else unpack(raw, NamespaceAuth)
+
     async def authenticate(self, uuid: str, key: str) -> str | None:
         """The namespace ``uuid:key`` belongs to, or None."""
         raw = await self.redis.get(f"ft:auth:{uuid}")
@@ -84,8 +89,13 @@ class Store:
     # -- code --------------------------------------------------------------------------------
 
     async def put_code(self, code: str) -> str:
-        digest = hashlib.sha256(code.encode()).hexdigest()
-        await self.redis.set(f"ft:code:{digest}", code.encode(), nx=True)
+        data = code.encode()
+        # sha256 releases the GIL: hashing tens of MB in a thread keeps the loop serving.
+        if len(data) > 1024 * 1024:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+        await self.redis.set(f"ft:code:{digest}", data, nx=True)
         return digest
 
     async def get_code(self, digest: str) -> str | None:

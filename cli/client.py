@@ -163,6 +163,8 @@ class WhiskClient:
         if isinstance(reason, TimeoutError):
             return f"cannot reach the API host {self.apihost}: timed out after {self.timeout:g} s"
         text = getattr(reason, "strerror", None) or str(reason)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            text += " (--insecure skips the certificate check)"
         return f"cannot reach the API host {self.apihost}: {text}"
 
     def _trace_request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from cli.client import ClientError, Response
@@ -165,12 +165,15 @@ def action_list(args: argparse.Namespace) -> int:
     path = f"namespaces/{quote(namespace, safe='')}/actions"
     if package:
         path += f"/{quote(package, safe='')}/"
-    actions = context.call(
-        f"Unable to obtain the list of actions for namespace '{shown_namespace}'",
-        "GET",
-        path,
-        query={"limit": args.limit, "skip": args.skip},
-    ).body or []
+    actions = (
+        context.call(
+            f"Unable to obtain the list of actions for namespace '{shown_namespace}'",
+            "GET",
+            path,
+            query={"limit": args.limit, "skip": args.skip},
+        ).body
+        or []
+    )
     if args.name_sort:
         actions = sort_actions_by_name(actions)
     print(format_action_list(actions))
@@ -194,7 +197,8 @@ def action_invoke(args: argparse.Namespace) -> int:
     except ClientError as err:
         if blocking and _is_failed_activation(err):
             # wsk prints a failed activation like a finished one, on stderr, and fails.
-            _print_invocation(shown, err.body, err.body, args.result, sys.stderr)
+            failed_id = str(err.body.get("activationId", ""))
+            _print_invocation(shown, failed_id, err.body, args.result, sys.stderr)
             return EXIT_API
         raise CliError(f"Unable to invoke action '{name.entity}': {err}", EXIT_API) from err
 
@@ -208,24 +212,22 @@ def action_invoke(args: argparse.Namespace) -> int:
     if not blocking:
         print(f"ok: invoked {shown} with id {activation_id}")
         return EXIT_OK
-    _print_invocation(shown, response, response.body, args.result, sys.stdout)
+    _print_invocation(shown, activation_id, response.body, args.result, sys.stdout)
     return EXIT_OK
 
 
-def _activation_id(response: Response | Any) -> str:
-    body = response.body if isinstance(response, Response) else response
-    if isinstance(body, dict) and body.get("activationId"):
-        return str(body["activationId"])
-    if isinstance(response, Response):
-        return response.header("x-openwhisk-activation-id") or ""
-    return ""
+def _activation_id(response: Response) -> str:
+    # A result that is a JSON array comes back bare; the header still names the activation.
+    if isinstance(response.body, dict) and response.body.get("activationId"):
+        return str(response.body["activationId"])
+    return response.header("x-openwhisk-activation-id") or ""
 
 
 def _print_invocation(
-    shown: str, response: Response | Any, body: Any, result_only: bool, out: Any
+    shown: str, activation_id: str, body: Any, result_only: bool, out: TextIO
 ) -> None:
     if not result_only:
-        print(f"ok: invoked {shown} with id {_activation_id(response)}", file=out)
+        print(f"ok: invoked {shown} with id {activation_id}", file=out)
     print_json(body, out)
 
 

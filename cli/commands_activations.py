@@ -68,13 +68,16 @@ def activation_list(args: argparse.Namespace) -> int:
     if args.full:
         query["docs"] = True
     namespace = context.config.namespace
-    activations = context.call(
-        "Unable to obtain the list of activations for namespace "
-        f"'{'default' if namespace == '_' else namespace}'",
-        "GET",
-        _activations_path(context),
-        query=query,
-    ).body or []
+    activations = (
+        context.call(
+            "Unable to obtain the list of activations for namespace "
+            f"'{'default' if namespace == '_' else namespace}'",
+            "GET",
+            _activations_path(context),
+            query=query,
+        ).body
+        or []
+    )
     if args.full:
         print("activations")
         for activation in activations:

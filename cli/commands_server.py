@@ -46,10 +46,12 @@ def run_invoker(args: argparse.Namespace) -> int:
 
 
 def runtimes_build(args: argparse.Namespace) -> int:
-    # runtimes.build.main parses its own argv; hand it back the flags ft parsed for --help.
+    # runtimes.build.main parses its own argv: hand it back the flags ft declared (for --help)
+    # plus any it did not.
     argv_rest: list[str] = ["--force"] if args.force else []
     if args.prefix:
         argv_rest += ["--prefix", args.prefix]
+    argv_rest += getattr(args, "passthrough", [])
     return _exit_code(_entry_point("runtimes build", "runtimes.build", "main")(argv_rest))
 
 

@@ -13,7 +13,7 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_USAGE}  usage or local error (bad arguments, unreadable file, missing auth)
   {EXIT_API}  the API answered with an error, or the invoked action failed
   {EXIT_UNREACHABLE}  the API host could not be reached
-  {EXIT_NOT_FINISHED}  blocking invoke accepted but not finished in time (see 'ft activation get')"""
+  {EXIT_NOT_FINISHED}  blocking invoke accepted, not finished in time (see 'ft activation get')"""
 
 
 class CliError(Exception):

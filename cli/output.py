@@ -35,7 +35,8 @@ def annotation(entity: dict[str, Any], key: str) -> Any:
 def action_row(action: dict[str, Any]) -> str:
     kind = annotation(action, "exec") or ""
     visibility = "shared" if action.get("publish") else "private"
-    return f"{'/' + action.get('namespace', '') + '/' + action.get('name', ''):<70} {visibility} {kind}"
+    full_name = f"/{action.get('namespace', '')}/{action.get('name', '')}"
+    return f"{full_name:<70} {visibility} {kind}"
 
 
 def sort_actions_by_name(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -40,7 +40,9 @@ def read_json_object_file(path: str, what: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise CliError(f"File '{path}' is not a valid file or it does not exist: {err.strerror}")
+        raise CliError(
+            f"File '{path}' is not a valid file or it does not exist: {err.strerror}"
+        ) from err
     try:
         value = json.loads(text)
     except ValueError as err:
@@ -87,7 +89,9 @@ def build_exec(path: str, kind: str | None, main: str | None) -> dict[str, Any]:
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
-        raise CliError(f"File '{path}' is not a valid file or it does not exist: {err.strerror}")
+        raise CliError(
+            f"File '{path}' is not a valid file or it does not exist: {err.strerror}"
+        ) from err
     resolved_kind = kind_for_file(path, kind)
     if Path(path).suffix.lower() in BINARY_EXTENSIONS:
         code = base64.b64encode(raw).decode()

@@ -104,10 +104,10 @@ def main(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         ensure_all(lambda msg: print(f".. {msg}"))
-        from runtimes.build import build_images
+        from runtimes.build import BuildError, build_images
 
         build_images(prefix=settings.image_prefix, progress=lambda m: print(f".. {m}"))
-    except (ServiceError, subprocess.CalledProcessError) as exc:
+    except (ServiceError, BuildError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -42,9 +42,10 @@ def write_props(props: dict[str, str], path: Path | None = None) -> None:
     path = path or props_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(f"{key}={value}\n" for key, value in props.items())
-    # The file holds the auth key: create it readable by its owner only.
+    # The file holds the auth key: readable by its owner only, also when it existed before.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write(body)
 
 

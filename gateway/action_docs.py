@@ -136,6 +136,7 @@ def parse_limits(value: Any) -> dict[str, int]:
 class ExecPut:
     kind: str  # resolved, concrete
     code: str
+    code_size: int  # bytes of UTF-8
     main: str | None
 
 
@@ -179,7 +180,7 @@ def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
     main = value.get("main")
     if main is not None and not isinstance(main, str):
         raise malformed("'main' must be a string")
-    return ExecPut(kind=kind, code=code, main=main or None)
+    return ExecPut(kind=kind, code=code, code_size=size, main=main or None)
 
 
 def _checked_key_values(body: dict[str, Any], key: str, limits: GatewayLimits) -> list[KeyValue]:

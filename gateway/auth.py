@@ -14,7 +14,6 @@ from aiohttp import web
 from bus.store import Store
 from gateway.errors import AUTH_INVALID, AUTH_MISSING, FORBIDDEN, WWW_AUTHENTICATE, ApiError
 
-IDENTITY = "ft.identity"  # request-scoped key
 PROTECTED_PREFIX = "/api/v1/namespaces"
 
 
@@ -27,6 +26,9 @@ class Identity:
     @property
     def api_key(self) -> str:
         return f"{self.uuid}:{self.key}"
+
+
+IDENTITY = web.RequestKey("identity", Identity)
 
 
 def identity(request: web.Request) -> Identity:
@@ -95,9 +97,10 @@ class AuthCache:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(cache: AuthCache) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(cache: AuthCache) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         match_info = request.match_info

@@ -43,7 +43,7 @@ CORS_HEADERS = {
     ),
 }
 
-TRANSACTION_ID = "ft.transaction_id"  # request-scoped key
+TRANSACTION_ID = web.RequestKey("transaction_id", str)
 
 # A client-chosen request id is echoed in headers and logs: keep it to a safe, short alphabet.
 _ADOPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

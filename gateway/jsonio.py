@@ -19,3 +19,4 @@ def json_response(
     return web.Response(
         body=dumps(value), status=status, headers=headers, content_type="application/json"
     )
+

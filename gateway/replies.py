@@ -55,13 +55,10 @@ class Waiters:
         self._pending.clear()
 
     async def close(self) -> None:
-        """Stop consuming; the exclusive reply queue goes with its channel."""
+        """Stop consuming; the exclusive, auto-delete reply queue goes with its consumer."""
         self.release_all()
         if self._queue is not None:
-            try:
-                await self._queue.channel.close()
-            except Exception as exc:  # the connection may already be gone
-                log.debug("closing reply channel: %s", exc)
+            await self.broker.stop_consuming(self._queue)
             self._queue = None
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:

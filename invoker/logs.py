@@ -55,7 +55,10 @@ async def collect(path: Path, limit_mb: int, *, expect_file: bool) -> list[str]:
     if data:
         limit = limit_mb * 1024 * 1024
         used = 0
-        for line in data.decode(errors="replace").splitlines():
+        # Only "\n" ends a log line; splitlines() would also break on \r, \x0c, \u2028...
+        for line in data.decode(errors="replace").split("\n"):
+            if not line:
+                continue
             used += len(line) + 1
             if used > limit:
                 lines.append(format_line("stderr", LOGS_TRUNCATED.format(n=limit)))

@@ -140,6 +140,9 @@ class Invoker:
                 req, oc.whisk_error(oc.PROVISION_FAILED), start=now_ms(), end=now_ms(), logs=[],
                 init_ms=None, invoker_id=self.id))
             return
+        if self.draining:  # stop() may have begun while we awaited Redis above
+            await settle(message, ack=False, requeue=True)
+            return
         self.jobs[aid] = JobContext(req, message)
         job = Job(aid, action.key, req.invoking_namespace, action.kind, action.limits.memory)
         self.apply(self.pool.submit(job, time.monotonic()))

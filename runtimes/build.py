@@ -10,6 +10,7 @@ when the proxy or Dockerfile changed.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import re
@@ -19,7 +20,8 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from runtimes.kinds import RUNTIMES
@@ -119,7 +121,7 @@ def _image_id(image: str) -> str | None:
 
 
 def _image_label(image: str, label: str) -> str | None:
-    fmt = "{{index .Config.Labels %s}}" % f'"{label}"'
+    fmt = "{{index .Config.Labels " + f'"{label}"' + "}}"
     proc = _docker("image", "inspect", "--format", fmt, image, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -143,8 +145,12 @@ def _unmount_below(root: Path) -> None:
 def _run_debootstrap(root: Path, mirror: str, progress: Progress) -> None:
     """Run debootstrap, condensing its hundreds of per-package lines to one line per phase."""
     cmd = [
-        "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-        SUITE, str(root), mirror,
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(BASE_PACKAGES)}",
+        SUITE,
+        str(root),
+        mirror,
     ]
     progress(f"  $ {' '.join(cmd)}")
     start = time.monotonic()
@@ -205,13 +211,20 @@ def build_base(image: str, progress: Progress) -> None:
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
             [
-                "docker", "import",
-                "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--change", "ENV LANG=C.UTF-8",
-                "--change", 'CMD ["python3"]',
-                "-", image,
+                "docker",
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change",
+                "ENV LANG=C.UTF-8",
+                "--change",
+                'CMD ["python3"]',
+                "-",
+                image,
             ],
-            stdin=tar.stdout, capture_output=True, text=True,
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
         )
         assert tar.stdout is not None
         tar.stdout.close()
@@ -223,14 +236,13 @@ def build_base(image: str, progress: Progress) -> None:
     progress(f"base image {image} built in {time.monotonic() - start:.1f}s")
 
 
-def build_runtime(
-    image: str, folder: Path, base: str, force: bool, progress: Progress
-) -> bool:
+def build_runtime(image: str, folder: Path, base: str, force: bool, progress: Progress) -> bool:
     """Build one runtime image unless the tagged image already has the same source hash.
     Returns whether a build ran."""
+    previous = _image_id(image)
     base_id = _image_id(base)
     if base_id is None:
-        raise BuildError(f"base image {base} not found (a registry base must be pulled first)")
+        raise BuildError(f"base image {base} not found")
     wanted = source_hash(folder, base_id)
     if not force and _image_label(image, SOURCE_LABEL) == wanted:
         progress(f"runtime image {image}: up to date")
@@ -239,19 +251,35 @@ def build_runtime(
     start = time.monotonic()
     proc = subprocess.run(
         [
-            "docker", "build", "--quiet", "-t", image,
-            "--build-arg", f"BASE={base}",
-            "--label", f"{SOURCE_LABEL}={wanted}",
+            "docker",
+            "build",
+            "--quiet",
+            "-t",
+            image,
+            "--build-arg",
+            f"BASE={base}",
+            "--label",
+            f"{SOURCE_LABEL}={wanted}",
             str(folder),
         ],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         for line in (proc.stdout + proc.stderr).strip().splitlines()[-20:]:
             progress(f"  | {line}")
         raise BuildError(f"docker build of {image} failed (see above)")
     progress(f"runtime image {image} built in {time.monotonic() - start:.1f}s")
+    _remove_superseded(previous, image)
     return True
+
+
+def _remove_superseded(image_id: str | None, image: str) -> None:
+    """Drop the image a rebuild replaced (119 MB each), unless a container still uses it or
+    another tag names it: then `docker rmi` refuses, which is what we want."""
+    # A rebuild served from the build cache may be the very same image: keep it, of course.
+    if image_id is not None and image_id != _image_id(image):
+        _docker("rmi", image_id, check=False)
 
 
 def build_images(
@@ -265,12 +293,39 @@ def build_images(
     _require_tools("docker")
     if _docker("version", "--format", "{{.Server.Version}}", check=False).returncode != 0:
         raise BuildError("cannot reach the Docker engine (is dockerd running? are you root?)")
+    with _build_lock():
+        return _build_locked(prefix, force, progress, base)
+
+
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    """Several test sessions or `ft up`s may start at once: one debootstrap is enough."""
+    path = os.path.join(tempfile.gettempdir(), "funtainer-runtimes-build.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # someone else's lock file we may not open: build unserialized
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build_locked(prefix: str, force: bool, progress: Progress, base: str | None) -> list[str]:
+    old_base = None
     if base is None:
         base = base_image(prefix)
-        if force or _image_id(base) is None:
+        old_base = _image_id(base)
+        if force or old_base is None:
             build_base(base, progress)
         else:
             progress(f"base image {base}: present")
+            old_base = None
+    elif _image_id(base) is None:
+        progress(f"base image {base}: docker pull")
+        _docker("pull", base)
     images: list[str] = []
     for runtime in RUNTIMES.values():
         image = f"{prefix}/{runtime.image_name}"
@@ -281,6 +336,7 @@ def build_images(
             raise BuildError(f"runtime family {runtime.family!r} has no {folder}/Dockerfile")
         build_runtime(image, folder, base, force, progress)
         images.append(image)
+    _remove_superseded(old_base, base)  # after the runtime images built on it are gone
     return images
 
 

@@ -56,6 +56,8 @@ class DockerBackend:
             security_opt=["no-new-privileges"],
             # CPU share proportional to the memory slot, as OpenWhisk does.
             cpu_shares=max(1024 * memory // s.user_memory_mb, 2),
+            # A tiny init as PID 1 reaps the zombies an action's children leave behind.
+            init=True,
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         )
 

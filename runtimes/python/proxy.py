@@ -2,177 +2,45 @@
 HTTP/1.1 on a Unix socket in FT_PROXY_DIR, with the action running in this very process.
 
 Standard library only: it runs under whatever python3 the runtime image has. Logs are captured
-without any engine API: fds 1 and 2 are pipes read by two threads, and each activation's lines
-are written to FT_PROXY_DIR/logs/<activation id>.log before its response is sent.
+without any engine API (_ft_logs.py): fds 1 and 2 are pipes read by two threads, and each
+activation's lines are written to FT_PROXY_DIR/logs/<activation id>.log (no file when there
+are none) before its response is sent. The HTTP side is in _ft_http.py.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 # The root filesystem is read-only: never try to write .pyc files next to the action.
 sys.dont_write_bytecode = True
-
+# Our modules sit beside this script; the entry point runs with -P, so the directory is put on
+# sys.path only for these imports and cannot shadow the action's own modules afterwards.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import json  # noqa: E402
-import os  # noqa: E402
-import selectors  # noqa: E402
 import signal  # noqa: E402
-import socketserver  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from http.server import BaseHTTPRequestHandler  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
-SENTINEL = b"XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
-LOG_LIMIT = 10 * 1024 * 1024
-TRUNCATED = f"Logs were truncated because the total bytes size exceeds the limit of {LOG_LIMIT} bytes."
-MAX_PARTIAL = 64 * 1024  # a longer line without newline is emitted in pieces
-SENTINEL_WAIT_S = 2.0
+from _ft_http import ProxyServer, error  # noqa: E402
+from _ft_logs import LogCapture, diag  # noqa: E402
+
+del sys.path[0]
+
 MODULE_NAME = "main__"  # the action's module, as in OpenWhisk's launcher: not "__main__"
-
 NOT_A_RESULT = "The action did not return a dictionary or array."
 NO_CODE = "Missing main/no code to execute."
-
-
-# The proxy's own diagnostics go to the container's original stderr (`docker logs`), never
-# into an activation's logs; taken before fd 2 becomes a log pipe.
-DIAG_FD = os.dup(2)
-
-
-def _diag(message: str) -> None:
-    try:
-        os.write(DIAG_FD, f"ft-proxy: {message}\n".encode(errors="replace"))
-    except OSError:
-        pass
-
-
-class LogCapture:
-    """Turns fds 1 and 2 into pipes so that the action, and every process it spawns, writes
-    into them; two threads turn what arrives into OpenWhisk log lines."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._lines: list[str] = []
-        self._size = 0
-        self._truncated = False
-        self._seen = [0, 0]  # sentinels read, per stream
-        self._expected = [0, 0]  # sentinels written, per stream
-        self._stamp_cache = (-1, "")
-        self._keep: list[int] = []  # our own ends, to restore fd 1/2 if an action closes them
-        self._ino: list[int] = []
-        for index, (fd, stream) in enumerate(((1, "stdout"), (2, "stderr"))):
-            read_fd, write_fd = os.pipe()  # both non-inheritable
-            os.dup2(write_fd, fd)  # inheritable: spawned processes log here too
-            self._keep.append(write_fd)
-            self._ino.append(os.fstat(write_fd).st_ino)
-            threading.Thread(
-                target=self._reader, args=(index, read_fd, stream), name=stream, daemon=True
-            ).start()
-        # Line-buffered so that a print shows up as soon as it is made, as on a terminal.
-        self.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                           closefd=False)
-        self.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                           closefd=False)
-        sys.stdout, sys.stderr = self.stdout, self.stderr
-
-    def _stamp(self, ns: int) -> str:
-        seconds = ns // 1_000_000_000
-        cached_seconds, prefix = self._stamp_cache
-        if seconds != cached_seconds:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            self._stamp_cache = (seconds, prefix)
-        return f"{prefix}.{ns % 1_000_000_000:09d}Z"
-
-    def _reader(self, index: int, fd: int, stream: str) -> None:
-        pending = b""
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > MAX_PARTIAL:
-                lines.append(pending)
-                pending = b""
-            if lines:
-                self._add(index, stream, lines, time.time_ns())
-
-    def _add(self, index: int, stream: str, lines: list[bytes], ns: int) -> None:
-        stamp = self._stamp(ns)
-        with self._cond:
-            sentinels = 0
-            for line in lines:
-                if line.endswith(SENTINEL):
-                    # Whatever preceded the sentinel on its line is a last partial line.
-                    sentinels += 1
-                    line = line[: -len(SENTINEL)]
-                    if not line:
-                        continue
-                if self._truncated:
-                    continue
-                self._size += len(line) + 1
-                if self._size > LOG_LIMIT:
-                    self._truncated = True
-                    continue
-                text = line.decode("utf-8", "replace")
-                if text.endswith("\r"):
-                    text = text[:-1]
-                self._lines.append(f"{stamp:<30} {stream}: {text}")
-            if sentinels:
-                self._seen[index] += sentinels
-                self._cond.notify_all()
-
-    def collect(self) -> list[str]:
-        """Mark the end of an activation on both streams, wait until both readers got there,
-        and hand over everything logged up to that point."""
-        for stream in (sys.stdout, sys.stderr, self.stdout, self.stderr):
-            try:
-                stream.flush()
-            except Exception:  # an action may have replaced or closed them
-                pass
-        for index, fd in enumerate((1, 2)):
-            self._repair(index, fd)
-            try:
-                os.write(fd, SENTINEL + b"\n")
-                self._expected[index] += 1
-            except OSError:
-                pass
-        with self._cond:
-            if not self._cond.wait_for(self._caught_up, SENTINEL_WAIT_S):
-                _diag("log sentinel not seen in time; logs of this activation may be incomplete")
-                # Don't wait for these again on every later activation.
-                self._expected = [max(e, s) for e, s in zip(self._expected, self._seen)]
-            lines, self._lines, self._size = self._lines, [], 0
-            if self._truncated:
-                self._truncated = False
-                lines.append(f"{self._stamp(time.time_ns()):<30} stderr: {TRUNCATED}")
-        return lines
-
-    def _caught_up(self) -> bool:
-        return self._seen[0] >= self._expected[0] and self._seen[1] >= self._expected[1]
-
-    def _repair(self, index: int, fd: int) -> None:
-        """An action that closed or redirected fd 1/2 would lose every later log line and
-        make each activation wait for a sentinel that never comes: point it back at its pipe."""
-        try:
-            if os.fstat(fd).st_ino == self._ino[index]:
-                return
-        except OSError:
-            pass
-        os.dup2(self._keep[index], fd)
 
 
 class InitError(Exception):
     """/init failed; the message is the error returned to the invoker."""
 
 
-def _error(status: int, message: str) -> tuple[int, bytes]:
-    return status, json.dumps({"error": message}).encode()
+def _is_ours(code: object) -> bool:
+    filename = getattr(code, "co_filename", "")
+    return filename == __file__ or filename.startswith("<frozen importlib")
 
 
-def _env_value(value: Any) -> str:
+def _env_value(value: object) -> str:
     if isinstance(value, str):
         return value
     return "" if value is None else json.dumps(value, separators=(",", ":"))
@@ -184,16 +52,16 @@ class Proxy:
     def __init__(self, proxy_dir: str, logs: LogCapture) -> None:
         self.log_dir = os.path.join(proxy_dir, "logs")
         self.logs = logs
-        self.main: Any = None
+        self.main: Callable[[object], object] | None = None
 
     # -- /init -------------------------------------------------------------------------------
 
-    def init(self, message: dict[str, Any]) -> tuple[int, bytes]:
+    def init(self, message: dict[str, object]) -> tuple[int, bytes]:
         if self.main is not None:
-            return _error(403, "Cannot initialize the action more than once.")
+            return error(403, "Cannot initialize the action more than once.")
         value = message.get("value")
         if not isinstance(value, dict):
-            return _error(400, "The init request has no 'value' object.")
+            return error(400, "The init request has no 'value' object.")
         env = value.get("env") or {}
         activation_id = env.get("__OW_ACTIVATION_ID") if isinstance(env, dict) else None
         try:
@@ -205,15 +73,15 @@ class Proxy:
         except InitError as exc:
             print(f"Action initialization failed: {exc}", file=self.logs.stderr)
             self._write_logs(activation_id, self.logs.collect())
-            return _error(502, str(exc))
+            return error(502, str(exc))
         except Exception as exc:  # e.g. a NUL byte in an env value
             self._print_traceback()
             self._write_logs(activation_id, self.logs.collect())
-            return _error(502, f"The action failed during initialization: {exc}")
+            return error(502, f"The action failed during initialization: {exc}")
         # Lines logged while initializing stay buffered and go out with the first /run.
         return 200, b'{"ok":true}'
 
-    def _load(self, value: dict[str, Any]) -> Any:
+    def _load(self, value: dict[str, object]) -> Callable[[object], object]:
         code = value.get("code")
         if not code or (isinstance(code, str) and not code.strip()):
             raise InitError(NO_CODE)
@@ -229,7 +97,7 @@ class Proxy:
             raise InitError(f"Action entrypoint '{entry}' is not a function.")
         return function
 
-    def _load_source(self, code: str) -> dict[str, Any]:
+    def _load_source(self, code: str) -> dict[str, object]:
         import linecache
 
         filename = "__main__.py"
@@ -246,7 +114,7 @@ class Proxy:
         self._execute(lambda: exec(compiled, module.__dict__))
         return module.__dict__
 
-    def _load_zip(self, code: str) -> dict[str, Any]:
+    def _load_zip(self, code: str) -> dict[str, object]:
         import base64
         import binascii
         import glob
@@ -290,7 +158,7 @@ class Proxy:
             raise
         return module.__dict__
 
-    def _execute(self, run: Any) -> None:
+    def _execute(self, run: Callable[[], object]) -> None:
         try:
             run()
         except (Exception, SystemExit) as exc:
@@ -299,14 +167,14 @@ class Proxy:
 
     # -- /run --------------------------------------------------------------------------------
 
-    def run(self, message: dict[str, Any]) -> tuple[int, bytes]:
+    def run(self, message: dict[str, object]) -> tuple[int, bytes]:
         if self.main is None:
-            return _error(403, "Cannot run an uninitialized action.")
+            return error(403, "Cannot run an uninitialized action.")
         for key, item in message.items():
             if key != "value":
                 os.environ["__OW_" + key.upper()] = _env_value(item)
         status: int
-        result: Any
+        result: object
         try:
             result = self.main(message.get("value", {}))
         except Exception as exc:
@@ -325,37 +193,78 @@ class Proxy:
             body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             print(f"The action's result is not JSON serializable: {exc}", file=self.logs.stderr)
-            status, body = _error(502, f"The action's result is not JSON serializable: {exc}")
+            status, body = error(502, f"The action's result is not JSON serializable: {exc}")
         self._write_logs(message.get("activation_id"), self.logs.collect())
         return status, body
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _print_traceback(self) -> None:
+        """The current exception's traceback, into the activation's log, without the frames
+        of the proxy and of importlib that lead into the action's code."""
         import traceback
 
+        exc = sys.exception()
+        if exc is None:
+            return
+        tb = exc.__traceback__
+        while tb is not None and _is_ours(tb.tb_frame.f_code):
+            tb = tb.tb_next
         # To our own stderr wrapper: the action may have replaced sys.stderr.
-        traceback.print_exc(file=self.logs.stderr)
+        traceback.print_exception(type(exc), exc, tb, file=self.logs.stderr)
         self.logs.stderr.flush()
 
-    def _write_logs(self, activation_id: Any, lines: list[str]) -> None:
-        """Write atomically (temp name, then rename): the invoker must never read half a file."""
-        if not (isinstance(activation_id, str) and activation_id.isascii()
-                and activation_id.replace("-", "").replace("_", "").isalnum()):
-            if lines:
-                _diag(f"no usable activation id ({activation_id!r}): {len(lines)} log lines dropped")
+    def _write_logs(self, activation_id: object, lines: list[str]) -> None:
+        """Write atomically (temp name, then rename): the invoker must never read half a file.
+        No lines, no file: creating an empty one would cost a third of a no-op activation, and
+        the invoker reads a missing file of an answered activation as "no logs"."""
+        if not lines:
+            return
+        if not (
+            isinstance(activation_id, str)
+            and activation_id.isascii()
+            and activation_id.replace("-", "").replace("_", "").isalnum()
+        ):
+            diag(f"no usable activation id {activation_id!r}: {len(lines)} log lines dropped")
             return
         path = os.path.join(self.log_dir, activation_id + ".log")
         temp = os.path.join(self.log_dir, f".{activation_id}.tmp")
-        data = ("\n".join(lines) + "\n").encode("utf-8", "replace") if lines else b""
+        data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             os.rename(temp, path)
         except OSError as exc:
-            _diag(f"cannot write {path}: {exc}")
+            diag(f"cannot write {path}: {exc}")
+
+
+def main() -> None:
+    proxy_dir = os.environ.get("FT_PROXY_DIR", "/ft")
+    os.makedirs(os.path.join(proxy_dir, "logs"), exist_ok=True)
+    # As PID 1 in a container a signal without a handler is ignored: `docker stop` would wait.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    proxy = Proxy(proxy_dir, LogCapture())
+    routes = {"/init": proxy.init, "/run": proxy.run}
+    path = os.path.join(proxy_dir, "proxy.sock")
+    temp = f"{path}.{os.getpid()}"
+    for stale in (path, temp):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+    server = ProxyServer(temp, routes)
+    os.chmod(temp, 0o660)
+    # The socket appears under its real name only once it is listening: whoever waits for it
+    # never sees a refused connection.
+    os.rename(temp, path)
+    diag(f"listening on {path}")
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()

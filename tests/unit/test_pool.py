@@ -7,7 +7,7 @@ import itertools
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -82,6 +82,8 @@ class FakeDriver:
         while queue:
             command = queue.popleft()
             executed.append(command)
+            # a pool that answers its own commands with more of them forever is livelocked
+            assert len(executed) < 10_000, f"livelock: {executed[-4:]}"
             self.check_invariants()
             match command:
                 case StartStemCell(container_id=cid):
@@ -238,10 +240,11 @@ def test_warm_reuse_picks_the_most_recently_used_container() -> None:
     [
         pytest.param(dict(namespace="someone-else"), id="other-namespace"),
         pytest.param(dict(action="goodbye"), id="other-action"),
+        pytest.param(dict(memory=512), id="same-key-other-memory"),
     ],
 )
 def test_warm_container_is_never_reused_for_another_namespace_or_action(
-    other: dict[str, str],
+    other: dict[str, Any],
 ) -> None:
     driver = FakeDriver(make_pool())
     first = job()

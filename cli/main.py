@@ -1,0 +1,410 @@
+"""``ft``: the argparse command tree and the dispatch to command handlers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from cli import commands_actions as actions
+from cli import commands_activations as activations
+from cli import commands_property as properties
+from cli import commands_server as server
+from cli.client import ApiUnreachable
+from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; ft keeps 2 for API errors (see the exit codes)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def _global_flags(connection: bool = True) -> argparse.ArgumentParser:
+    """Flags every client command takes, before or after the subcommand. SUPPRESS defaults keep
+    a subcommand from resetting a flag that was given before it."""
+    flags = argparse.ArgumentParser(add_help=False)
+    group = flags.add_argument_group("global flags")
+    if connection:
+        group.add_argument(
+            "--apihost",
+            dest="global_apihost",
+            metavar="HOST",
+            default=argparse.SUPPRESS,
+            help="whisk API HOST (default: APIHOST from ~/.wskprops, else http://127.0.0.1:3233)",
+        )
+        group.add_argument(
+            "-u",
+            "--auth",
+            dest="global_auth",
+            metavar="KEY",
+            default=argparse.SUPPRESS,
+            help="authorization KEY (default: AUTH from ~/.wskprops)",
+        )
+    group.add_argument(
+        "-i",
+        "--insecure",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="bypass certificate checking",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the HTTP requests and responses",
+    )
+    return flags
+
+
+def _show_help(parser: argparse.ArgumentParser) -> Handler:
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
+
+
+def _group(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=_show_help(parser))
+    children = parser.add_subparsers(title="commands", metavar="COMMAND")
+    return parser, children
+
+
+def _add_param_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="parameter; VALUE is parsed as JSON when it is valid JSON, else taken as a string",
+    )
+    parser.add_argument(
+        "-P", "--param-file", metavar="FILE", help="FILE containing parameter values in JSON format"
+    )
+
+
+def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -> None:
+    _, commands = _group(subparsers, "action", "work with actions")
+
+    for verb, handler, help_text in (
+        ("create", actions.action_create, "create a new action"),
+        (
+            "update",
+            actions.action_update,
+            "update an existing action, or create an action if it does not exist",
+        ),
+    ):
+        parser = commands.add_parser(verb, parents=common, help=help_text, description=help_text)
+        parser.add_argument("name", metavar="ACTION_NAME")
+        parser.add_argument(
+            "file",
+            metavar="ACTION",
+            nargs="?" if verb == "update" else None,
+            help="code file: .py, .js (kind from the extension) or .zip (needs --kind)",
+        )
+        parser.add_argument("--kind", metavar="KIND", help="runtime KIND, e.g. python:default")
+        parser.add_argument("--main", metavar="MAIN", help="name of the action entry point")
+        _add_param_flags(parser)
+        parser.add_argument(
+            "-a",
+            "--annotation",
+            nargs=2,
+            action="append",
+            metavar=("KEY", "VALUE"),
+            help="annotation; VALUE is parsed as JSON when it is valid JSON",
+        )
+        parser.add_argument(
+            "-A",
+            "--annotation-file",
+            metavar="FILE",
+            help="FILE containing annotation values in JSON format",
+        )
+        parser.add_argument(
+            "-t",
+            "--timeout",
+            type=int,
+            metavar="LIMIT",
+            help="timeout LIMIT in milliseconds (default 60000)",
+        )
+        parser.add_argument(
+            "-m",
+            "--memory",
+            type=int,
+            metavar="LIMIT",
+            help="maximum memory LIMIT in MB (default 256)",
+        )
+        parser.add_argument(
+            "-l",
+            "--logsize",
+            type=int,
+            metavar="LIMIT",
+            help="maximum log size LIMIT in MB (default 10)",
+        )
+        parser.add_argument(
+            "-c",
+            "--concurrency",
+            type=int,
+            metavar="LIMIT",
+            help="maximum intra-container concurrent activations (default 1)",
+        )
+        parser.add_argument(
+            "--web",
+            metavar="yes|true|raw|no|false",
+            help="treat ACTION as a web action, a raw HTTP web action, or not",
+        )
+        if verb == "update":
+            parser.add_argument(
+                "--del-annotation",
+                action="append",
+                metavar="KEY",
+                help="annotation KEY to delete (repeatable)",
+            )
+        else:
+            parser.set_defaults(del_annotation=None)
+        parser.set_defaults(handler=handler)
+
+    invoke = commands.add_parser("invoke", parents=common, help="invoke action")
+    invoke.add_argument("name", metavar="ACTION_NAME")
+    _add_param_flags(invoke)
+    invoke.add_argument("-b", "--blocking", action="store_true", help="blocking invoke")
+    invoke.add_argument(
+        "-r",
+        "--result",
+        action="store_true",
+        help="blocking invoke; show only activation result (unless there is a failure)",
+    )
+    invoke.set_defaults(handler=actions.action_invoke)
+
+    get = commands.add_parser("get", parents=common, help="get action")
+    get.add_argument("name", metavar="ACTION_NAME")
+    get.add_argument(
+        "field",
+        metavar="FIELD_FILTER",
+        nargs="?",
+        help=f"show one field: {', '.join(actions.ACTION_FIELDS)}",
+    )
+    get.add_argument("-s", "--summary", action="store_true", help="summarize action details")
+    get.add_argument("-r", "--url", action="store_true", help="get action url")
+    get.set_defaults(handler=actions.action_get)
+
+    delete = commands.add_parser("delete", parents=common, help="delete action")
+    delete.add_argument("name", metavar="ACTION_NAME")
+    delete.set_defaults(handler=actions.action_delete)
+
+    listing = commands.add_parser(
+        "list", parents=common, help="list all actions in a namespace or a package"
+    )
+    listing.add_argument("scope", metavar="NAMESPACE|PACKAGE_NAME", nargs="?")
+    listing.add_argument(
+        "-s",
+        "--skip",
+        type=int,
+        default=0,
+        metavar="SKIP",
+        help="exclude the first SKIP number of actions from the result",
+    )
+    listing.add_argument(
+        "-l",
+        "--limit",
+        type=int,
+        default=30,
+        metavar="LIMIT",
+        help="only return LIMIT number of actions (default 30, max 200)",
+    )
+    listing.add_argument("-n", "--name-sort", action="store_true", help="sort results by name")
+    listing.set_defaults(handler=actions.action_list)
+
+
+def _add_activation_commands(subparsers: argparse._SubParsersAction, common: list) -> None:
+    _, commands = _group(subparsers, "activation", "work with activations")
+
+    listing = commands.add_parser("list", parents=common, help="list activations")
+    listing.add_argument(
+        "name", metavar="ACTION_NAME", nargs="?", help="only activations of this action"
+    )
+    listing.add_argument(
+        "-s",
+        "--skip",
+        type=int,
+        default=0,
+        metavar="SKIP",
+        help="exclude the first SKIP number of activations from the result",
+    )
+    listing.add_argument(
+        "-l",
+        "--limit",
+        type=int,
+        default=30,
+        metavar="LIMIT",
+        help="only return LIMIT number of activations (default 30, max 200)",
+    )
+    listing.add_argument(
+        "-f", "--full", action="store_true", help="include full activation description"
+    )
+    listing.add_argument(
+        "--since",
+        type=int,
+        metavar="SINCE",
+        help="only activations started at or after SINCE (epoch milliseconds)",
+    )
+    listing.add_argument(
+        "--upto",
+        type=int,
+        metavar="UPTO",
+        help="only activations started at or before UPTO (epoch milliseconds)",
+    )
+    listing.set_defaults(handler=activations.activation_list)
+
+    last_help = "use the most recent activation"
+    get = commands.add_parser("get", parents=common, help="get activation")
+    get.add_argument("activation_id", metavar="ACTIVATION_ID", nargs="?")
+    get.add_argument(
+        "field",
+        metavar="FIELD_FILTER",
+        nargs="?",
+        help=f"show one field: {', '.join(activations.ACTIVATION_FIELDS)}",
+    )
+    get.add_argument("-l", "--last", action="store_true", help=last_help)
+    get.add_argument("-s", "--summary", action="store_true", help="summarize activation details")
+    get.add_argument(
+        "-g",
+        "--logs",
+        action="store_true",
+        help="emit only the logs, stripped of time stamps and stream identifier",
+    )
+    get.set_defaults(handler=activations.activation_get)
+
+    result = commands.add_parser("result", parents=common, help="get the result of an activation")
+    result.add_argument("activation_id", metavar="ACTIVATION_ID", nargs="?")
+    result.add_argument("-l", "--last", action="store_true", help=last_help)
+    result.set_defaults(handler=activations.activation_result)
+
+    logs = commands.add_parser("logs", parents=common, help="get the logs of an activation")
+    logs.add_argument("activation_id", metavar="ACTIVATION_ID", nargs="?")
+    logs.add_argument("-l", "--last", action="store_true", help=last_help)
+    logs.add_argument(
+        "-r", "--strip", action="store_true", help="strip timestamp and stream information"
+    )
+    logs.set_defaults(handler=activations.activation_logs)
+
+
+def _add_property_commands(subparsers: argparse._SubParsersAction) -> None:
+    # property set/get/unset reuse --apihost/--auth for the property itself, so they only take
+    # the tracing flags.
+    trace_flags = [_global_flags(connection=False)]
+    _, commands = _group(subparsers, "property", "work with whisk properties")
+
+    set_ = commands.add_parser("set", parents=trace_flags, help="set property")
+    set_.add_argument("--apihost", dest="set_apihost", metavar="HOST", help="whisk API HOST")
+    set_.add_argument("-u", "--auth", dest="set_auth", metavar="KEY", help="authorization KEY")
+    set_.add_argument(
+        "--apiversion", dest="set_apiversion", metavar="VERSION", help="whisk API VERSION"
+    )
+    set_.add_argument(
+        "--namespace", dest="set_namespace", metavar="NAMESPACE", help="whisk NAMESPACE"
+    )
+    set_.set_defaults(handler=properties.property_set)
+
+    unset = commands.add_parser("unset", parents=trace_flags, help="unset property")
+    get = commands.add_parser("get", parents=trace_flags, help="get property")
+    for parser in (unset, get):
+        parser.add_argument("--apihost", action="store_true", help="whisk API host")
+        parser.add_argument("--auth", action="store_true", help="authorization key")
+        parser.add_argument("--apiversion", action="store_true", help="whisk API version")
+        parser.add_argument("--namespace", action="store_true", help="whisk namespace")
+    get.add_argument("--cliversion", action="store_true", help="whisk CLI version")
+    get.add_argument("--apibuild", action="store_true", help="whisk API build version")
+    get.add_argument("--apibuildno", action="store_true", help="whisk API build number")
+    get.add_argument("--all", action="store_true", help="all properties")
+    unset.set_defaults(handler=properties.property_unset)
+    get.set_defaults(handler=properties.property_get)
+
+
+def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser(
+        "up", help="run RabbitMQ, Redis, gateway, initializer and invoker locally"
+    )
+    up.add_argument("--demo", action="store_true", help="also create demo actions")
+    up.set_defaults(handler=server.run_up)
+
+    for name, handler, help_text in (
+        ("gateway", server.run_gateway, "run the HTTP API gateway process"),
+        ("initializer", server.run_initializer, "run the initializer (scheduler) process"),
+        ("invoker", server.run_invoker, "run the invoker (container pool) process"),
+    ):
+        subparsers.add_parser(name, help=help_text).set_defaults(handler=handler)
+
+    _, runtimes = _group(subparsers, "runtimes", "work with runtime images")
+    build = runtimes.add_parser(
+        "build",
+        help="build the runtime container images",
+        description="Build the runtime container images. Flags not listed here are passed "
+        "to the builder unchanged.",
+    )
+    build.add_argument("--force", action="store_true", help="rebuild images that exist")
+    build.add_argument("--prefix", metavar="PREFIX", help="image name prefix")
+    build.set_defaults(handler=server.runtimes_build)
+
+    services = subparsers.add_parser(
+        "services", help="start, stop or check the local RabbitMQ and Redis"
+    )
+    services.add_argument("services_action", choices=["up", "down", "status"])
+    services.set_defaults(handler=server.run_services)
+
+
+def build_parser() -> Parser:
+    common = [_global_flags()]
+    parser = Parser(
+        prog="ft",
+        description="Funtainer: a function-as-a-service platform speaking OpenWhisk's API.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=common,
+    )
+    parser.add_argument("--version", action="version", version=f"ft {properties.cli_version()}")
+    parser.set_defaults(handler=_show_help(parser))
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_action_commands(subparsers, common)
+    _add_activation_commands(subparsers, common)
+    _add_property_commands(subparsers)
+    _add_server_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # Only `runtimes build` forwards flags it does not declare (the builder owns them).
+        if extra and args.handler is not server.runtimes_build:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passthrough = extra
+    except SystemExit as stop:  # --help, --version and usage errors
+        if stop.code is None:
+            return 0
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    try:
+        return args.handler(args)
+    except CliError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except ApiUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``/api/v1/namespaces/{ns}/activations[/{id}[/result|/logs]]``: activation records as the
+invoker wrote them, listed newest first."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bus.ids import is_activation_id
+from bus.models import ActivationRecord
+from gateway.auth import namespace
+from gateway.errors import NOT_FOUND, ApiError
+from gateway.jsonio import json_response
+from gateway.state import LIMITS, STORE
+from gateway.validation import bool_param, is_entity_name, list_window
+
+COLLECTION = "activations"
+_ACTIVATION_ID_LENGTH = 32
+
+
+def _name_filter(request: web.Request) -> str | None:
+    """``action`` or ``package/action``."""
+    raw = request.query.get("name")
+    if raw is None or raw == "":
+        return None
+    segments = raw.split("/")
+    if len(segments) > 2 or not all(is_entity_name(s) for s in segments):
+        raise ApiError(
+            400, f"Parameter may be a 'simple' name or 'package-name/simple' name: {raw}"
+        )
+    return raw
+
+
+def _epoch_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, f"Parameter is not a valid value for epoch seconds: {raw}") from None
+
+
+async def list_activations(request: web.Request) -> web.Response:
+    ns = namespace(request)
+    window = list_window(request, COLLECTION, request.app[LIMITS])
+    docs = bool_param(request, "docs")
+    if docs and window.count:
+        raise ApiError(400, "The parameter 'docs' is not permitted with 'count'.")
+    name = _name_filter(request)
+    since = _epoch_param(request, "since")
+    upto = _epoch_param(request, "upto")
+    store = request.app[STORE]
+    if window.count:
+        count = await store.count_records(ns, name=name, since=since, upto=upto)
+        return json_response({COLLECTION: count})
+    records = await store.list_records(
+        ns, name=name, skip=window.skip, limit=window.limit, since=since, upto=upto
+    )
+    return json_response([r.to_api() if docs else r.summary() for r in records])
+
+
+def _activation_id(request: web.Request) -> str:
+    activation_id = request.match_info["activation_id"]
+    if len(activation_id) != _ACTIVATION_ID_LENGTH:
+        raise ApiError(
+            400,
+            f"Activation id length is {len(activation_id)} but must be {_ACTIVATION_ID_LENGTH}.",
+        )
+    if not is_activation_id(activation_id):
+        raise ApiError(400, "The activation id is not valid.")
+    return activation_id
+
+
+async def _record(request: web.Request) -> ActivationRecord:
+    ns = namespace(request)
+    record = await request.app[STORE].get_record(_activation_id(request))
+    # A record of another namespace is as absent as a missing one (no existence leak).
+    if record is None or record.namespace.split("/", 1)[0] != ns:
+        raise ApiError(404, NOT_FOUND)
+    return record
+
+
+async def get_activation(request: web.Request) -> web.Response:
+    return json_response((await _record(request)).to_api())
+
+
+async def get_result(request: web.Request) -> web.Response:
+    response = (await _record(request)).response.to_api()
+    keys = ("result", "success", "status", "size")
+    body = {key: response[key] for key in keys if key in response}
+    return json_response(body)
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    return json_response({"logs": (await _record(request)).logs})

@@ -1,0 +1,189 @@
+"""The gateway application: routes, start-up and shutdown, and the ``ft gateway`` process.
+
+``build_app`` wires an aiohttp application over a store and a broker the caller owns;
+``serve`` owns its own connections and runs until stopped; ``run`` is the process entry point
+(uvloop, graceful on SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+
+import uvloop
+from aiohttp import web
+
+from bus.broker import Broker
+from bus.config import Settings, get_settings
+from bus.models import NamespaceAuth
+from bus.store import Store
+from gateway import actions, activations, invoke
+from gateway.auth import AuthCache, auth_middleware, namespace
+from gateway.errors import request_context
+from gateway.jsonio import json_response
+from gateway.replies import Waiters
+from gateway.state import AUTH_CACHE, BROKER, GATEWAY_ID, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.validation import MB, GatewayLimits
+from runtimes.kinds import RUNTIMES
+
+log = logging.getLogger(__name__)
+
+BUILD = "funtainer-0.1.0"
+
+API_INFO = {
+    "description": "OpenWhisk API",
+    "api_version": "1.0.0",
+    "api_version_path": "v1",
+    "build": BUILD,
+    "buildno": "0.1.0",
+    "swagger_paths": {"ui": "/docs", "api-docs": "/api-docs"},
+}
+
+
+def _root_info() -> dict[str, object]:
+    families: dict[str, list[dict[str, object]]] = {}
+    for runtime in RUNTIMES.values():
+        families.setdefault(runtime.family, []).append(
+            {"kind": runtime.kind, "default": runtime.default}
+        )
+    return {
+        "description": "OpenWhisk",
+        "api_paths": ["/api/v1"],
+        "limits": {
+            "min_action_duration": 100,
+            "max_action_duration": 300_000,
+            "min_action_memory": 128 * MB,
+            "max_action_memory": 512 * MB,
+            "min_action_logs": 0,
+            "max_action_logs": 10 * MB,
+        },
+        "runtimes": families,
+    }
+
+
+async def root(request: web.Request) -> web.Response:
+    return json_response(_root_info())
+
+
+async def api_info(request: web.Request) -> web.Response:
+    return json_response(API_INFO)
+
+
+async def list_namespaces(request: web.Request) -> web.Response:
+    return json_response([namespace(request)])
+
+
+def _add_routes(app: web.Application) -> None:
+    ns = "/api/v1/namespaces/{ns}"
+    action = ns + "/actions/{name}"
+    activation = ns + "/activations/{activation_id}"
+    app.router.add_get("/", root)
+    app.router.add_get("/api/v1", api_info)
+    app.router.add_get("/api/v1/", api_info)  # wsk clients ask with the trailing slash
+    app.router.add_get("/api/v1/namespaces", list_namespaces)
+    app.router.add_get(ns + "/actions", actions.list_actions)
+    app.router.add_put(action, actions.put_action)
+    app.router.add_get(action, actions.get_action)
+    app.router.add_delete(action, actions.delete_action)
+    app.router.add_post(action, invoke.invoke_action)
+    app.router.add_get(ns + "/activations", activations.list_activations)
+    app.router.add_get(activation, activations.get_activation)
+    app.router.add_get(activation + "/result", activations.get_result)
+    app.router.add_get(activation + "/logs", activations.get_logs)
+
+
+async def ensure_guest(store: Store, settings: Settings) -> None:
+    """Create the guest namespace's key unless that uuid already has one (never clobber an
+    operator's key)."""
+    if await store.get_auth(settings.guest_uuid) is not None:
+        return
+    await store.put_auth(
+        NamespaceAuth(uuid=settings.guest_uuid, key=settings.guest_key, namespace="guest")
+    )
+
+
+async def _on_startup(app: web.Application) -> None:
+    await ensure_guest(app[STORE], app[SETTINGS])
+    await app[WAITERS].start()
+    log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Blocking requests answer 202 now rather than holding the shutdown for up to 60 s; their
+    # activations go on and can be fetched by id.
+    app[WAITERS].release_all()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    await app[WAITERS].close()
+
+
+def new_gateway_id() -> str:
+    return f"gw-{uuid.uuid4().hex[:8]}"
+
+
+def build_app(
+    settings: Settings, store: Store, broker: Broker, *, limits: GatewayLimits | None = None
+) -> web.Application:
+    """The API application. Start it with aiohttp's ``AppRunner``; its startup declares this
+    gateway's reply queue, so it needs a running loop and a connected broker."""
+    limits = limits or GatewayLimits()
+    gateway_id = new_gateway_id()
+    auth_cache = AuthCache(store)
+    app = web.Application(
+        middlewares=[request_context, auth_middleware(auth_cache)],
+        client_max_size=limits.request_bytes,
+    )
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[BROKER] = broker
+    app[LIMITS] = limits
+    app[AUTH_CACHE] = auth_cache
+    app[GATEWAY_ID] = gateway_id
+    app[WAITERS] = Waiters(broker, gateway_id)
+    _add_routes(app)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until ``stop`` is set (by default: until SIGINT or SIGTERM)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+    broker = await Broker.connect(settings.amqp_url, name="ft-gateway")
+    runner: web.AppRunner | None = None
+    try:
+        app = build_app(settings, store, broker)
+        # No access log: formatting a line per request costs as much as serving a GET.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, settings.gateway_host, settings.gateway_port, backlog=1024,
+            reuse_address=True,
+        )
+        await site.start()
+        log.info("gateway %s listening on http://%s:%d", app[GATEWAY_ID],
+                 settings.gateway_host, settings.gateway_port)
+        await stop.wait()
+        log.info("gateway stopping")
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await broker.close()
+        await store.close()
+
+
+def run() -> None:
+    """``ft gateway``: serve with the environment's settings until SIGINT/SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvloop.run(serve(get_settings()))
