@@ -37,9 +37,9 @@ class Cluster:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
-    def basic_auth(self) -> aiohttp.BasicAuth:
+    def auth_header(self) -> dict[str, str]:
         user, key = self.auth.split(":", 1)
-        return aiohttp.BasicAuth(user, key)
+        return {"Authorization": aiohttp.encode_basic_auth(user, key)}
 
     def logs(self) -> str:
         return "\n".join(
@@ -137,5 +137,6 @@ async def cluster(
 
 @pytest.fixture
 async def http(cluster: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=cluster.api_host, auth=cluster.basic_auth) as s:
+    async with aiohttp.ClientSession(base_url=cluster.api_host,
+                                     headers=cluster.auth_header) as s:
         yield s

@@ -206,7 +206,7 @@ async def test_unauthenticated_is_401(cluster: Cluster) -> None:
         async with anon.get(ACTIONS) as resp:
             assert resp.status == 401
             assert "WWW-Authenticate" in resp.headers
-        bad = aiohttp.BasicAuth(cluster.settings.guest_uuid, "x" * 64)
-        async with anon.get(ACTIONS, auth=bad) as resp:
+        bad = aiohttp.encode_basic_auth(cluster.settings.guest_uuid, "x" * 64)
+        async with anon.get(ACTIONS, headers={"Authorization": bad}) as resp:
             assert resp.status == 401
             assert (await resp.json())["error"] == "The supplied authentication is invalid"
