@@ -17,13 +17,8 @@ import urllib.request
 from pathlib import Path
 
 from bus.config import get_settings
+from cli.cluster import ClusterError, LocalCluster
 from cli.services import ServiceError, ensure_all
-
-COMPONENTS = {
-    "gateway": "from gateway.app import run; run()",
-    "initializer": "from initializer.service import run; run()",
-    "invoker": "from invoker.service import run; run()",
-}
 
 DEMO_CODE = '''\
 import platform
@@ -47,57 +42,30 @@ def _request(method: str, url: str, auth: str, body: object | None = None) -> tu
         return err.code, json.loads(err.read() or b"null")
 
 
-def _wait_for_gateway(api_host: str, procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise ServiceError(f"{name} exited with code {proc.returncode} during start-up")
-        try:
-            with urllib.request.urlopen(f"{api_host}/api/v1", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise ServiceError("the gateway did not answer within 60 s")
-
-
 def _run_demo(api_host: str, auth: str) -> None:
     base = f"{api_host}/api/v1/namespaces/_/actions/hello"
     status, body = _request("PUT", f"{base}?overwrite=true", auth,
                             {"exec": {"kind": "python:3.11", "code": DEMO_CODE}})
     if status != 200:
-        raise ServiceError(f"could not create the demo action: {status} {body}")
+        raise ClusterError(f"could not create the demo action: {status} {body}")
     print("ok: created action hello")
     status, body = _request("POST", f"{base}?blocking=true", auth, {"name": "Funtainer"})
     if status != 200 or not isinstance(body, dict):
-        raise ServiceError(f"demo invoke failed: {status} {body}")
+        raise ClusterError(f"demo invoke failed: {status} {body}")
     init = next((a["value"] for a in body["annotations"] if a["key"] == "initTime"), None)
-    print(f"ok: invoked /_/hello with id {body['activationId']}"
-          f" ({body['duration']} ms{f', init {init} ms' if init is not None else ''})")
+    timing = f"{body['duration']} ms" + (f", of which init {init} ms" if init is not None else "")
+    print(f"ok: invoked /_/hello with id {body['activationId']} ({timing})")
     print(json.dumps(body["response"]["result"], indent=4))
     for line in body.get("logs", []):
-        print(f"  log: {line}")
+        print(f"   log: {line}")
 
 
 def _write_wskprops(api_host: str, auth: str) -> None:
     path = Path(os.environ.get("WSK_CONFIG_FILE", Path.home() / ".wskprops"))
     if not path.exists():
         path.write_text(f"APIHOST={api_host}\nAUTH={auth}\n")
+        path.chmod(0o600)
         print(f"ok: wrote {path}")
-
-
-def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    # Reverse start order: the gateway stops taking requests first, the invoker drains last.
-    for proc in reversed(list(procs.values())):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 40
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in time; killing it")
-            proc.kill()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -110,7 +78,6 @@ def main(args: argparse.Namespace) -> int:
     except (ServiceError, BuildError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -119,10 +86,12 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # The children inherit this process's FT_* environment: one configuration for all.
+    cluster = LocalCluster(env={"FT_API_HOST": settings.api_host},
+                           invoker_ids=[settings.invoker_id])
     try:
-        for name, code in COMPONENTS.items():
-            procs[name] = subprocess.Popen([sys.executable, "-c", code])
-        _wait_for_gateway(settings.api_host, procs)
+        cluster.start()
+        cluster.wait_for_gateway()
         auth = f"{settings.guest_uuid}:{settings.guest_key}"
         print(f"ok: Funtainer is up\n   API host  {settings.api_host}\n   guest key {auth}")
         _write_wskprops(settings.api_host, auth)
@@ -130,14 +99,12 @@ def main(args: argparse.Namespace) -> int:
             _run_demo(settings.api_host, auth)
         print("Press Ctrl-C to stop.")
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    raise ServiceError(f"{name} exited with code {proc.returncode}")
+            cluster.check_alive()
             time.sleep(0.5)
         return 0
-    except ServiceError as exc:
+    except (ClusterError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         print("stopping ...")
-        _stop(procs)
+        cluster.stop()

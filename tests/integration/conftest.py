@@ -4,15 +4,10 @@ processes on the session's own RabbitMQ vhost and Redis database, with real cont
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -22,43 +17,37 @@ from bus.broker import HEALTH, Broker, settle
 from bus.codec import unpack
 from bus.config import Settings
 from bus.models import Heartbeat
-from cli.up import COMPONENTS
+from cli.cluster import ClusterError, LocalCluster, settings_env
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 
 
 @dataclass
 class Cluster:
-    api_host: str
+    """What tests need of the running cluster."""
+
+    processes: LocalCluster
     auth: str
     settings: Settings
-    invoker_ids: list[str]
-    log_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def api_host(self) -> str:
+        return self.processes.api_host
+
+    @property
+    def invoker_ids(self) -> list[str]:
+        return self.processes.invoker_ids
 
     @property
     def auth_header(self) -> dict[str, str]:
         user, key = self.auth.split(":", 1)
         return {"Authorization": aiohttp.encode_basic_auth(user, key)}
 
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.log_dir.glob("*.log"))
-        )
-
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _spawn(
-    name: str, env: dict[str, str], log_dir: Path, component: str
-) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"{name}.log", "wb")  # the child process owns it
-    return subprocess.Popen([sys.executable, "-c", COMPONENTS[component]], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _wait_for_invokers(broker: Broker, ids: list[str], timeout: float) -> None:
@@ -86,53 +75,26 @@ async def _wait_for_invokers(broker: Broker, ids: list[str], timeout: float) -> 
 async def cluster(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
-    port = _free_port()
-    api_host = f"http://127.0.0.1:{port}"
-    log_dir = tmp_path_factory.mktemp("cluster-logs")
     tag = uuid.uuid4().hex[:6]
-    invoker_ids = [f"t{tag}-0", f"t{tag}-1"]
-    env = {
-        **os.environ,
-        "FT_AMQP_URL": settings.amqp_url,
-        "FT_REDIS_URL": settings.redis_url,
-        "FT_GATEWAY_PORT": str(port),
-        "FT_API_HOST": api_host,
-        "FT_WORK_DIR": str(settings.work_dir),
-        "FT_USER_MEMORY_MB": "1024",
-        "FT_STEM_CELLS": json.dumps(STEM_CELLS),
-    }
-    c = Cluster(api_host, f"{settings.guest_uuid}:{settings.guest_key}", settings, invoker_ids,
-                log_dir)
-    c.procs["initializer"] = _spawn("initializer", env, log_dir, "initializer")
-    for iid in invoker_ids:
-        c.procs[iid] = _spawn(iid, {**env, "FT_INVOKER_ID": iid}, log_dir, "invoker")
-    c.procs["gateway"] = _spawn("gateway", env, log_dir, "gateway")
+    processes = LocalCluster(
+        env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
+                         port=_free_port(), work_dir=settings.work_dir, user_memory_mb=1024,
+                         stem_cells=STEM_CELLS),
+        invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
+        log_dir=tmp_path_factory.mktemp("cluster-logs"),
+    )
+    processes.start()
     broker = await Broker.connect(settings.amqp_url, name="test-cluster-watch")
     try:
-        await _wait_for_invokers(broker, invoker_ids, timeout=90)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{api_host}/api/v1") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("gateway did not start\n" + c.logs())
-    except TimeoutError:
-        pytest.fail("invokers did not get ready\n" + c.logs())
+        await _wait_for_invokers(broker, processes.invoker_ids, timeout=90)
+        await asyncio.to_thread(processes.wait_for_gateway)
+    except (TimeoutError, ClusterError):
+        processes.stop()
+        pytest.fail("the cluster did not start\n" + processes.logs())
     finally:
         await broker.close()
-    yield c
-    for proc in c.procs.values():
-        proc.terminate()
-    for name, proc in c.procs.items():
-        try:
-            proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            print(f"{name} had to be killed")
+    yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
+    await asyncio.to_thread(processes.stop)
 
 
 @pytest.fixture

@@ -1,0 +1,115 @@
+"""A cluster of Funtainer processes on this machine: gateway, initializer and N invokers as
+child processes sharing one settings environment. Used by `ft up`, the end-to-end tests and
+the benchmarks, so all three run the platform the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+COMPONENTS = {
+    "gateway": "from gateway.app import run; run()",
+    "initializer": "from initializer.service import run; run()",
+    "invoker": "from invoker.service import run; run()",
+}
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalCluster:
+    """``env`` holds FT_* settings for every process; invoker ids are added per invoker."""
+
+    env: dict[str, str]
+    invoker_ids: list[str]
+    log_dir: Path | None = None  # None: children inherit our stdout/stderr
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def api_host(self) -> str:
+        return self.env.get("FT_API_HOST", "http://127.0.0.1:3233")
+
+    def start(self) -> None:
+        self._spawn("initializer", "initializer", {})
+        for invoker_id in self.invoker_ids:
+            self._spawn(invoker_id, "invoker", {"FT_INVOKER_ID": invoker_id})
+        self._spawn("gateway", "gateway", {})
+
+    def _spawn(self, name: str, component: str, extra: dict[str, str]) -> None:
+        out: IO[bytes] | None = None
+        if self.log_dir is not None:
+            out = open(self.log_dir / f"{name}.log", "wb")
+            self._logs.append(out)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-c", COMPONENTS[component]],
+            env={**os.environ, **self.env, **extra},
+            stdout=out, stderr=subprocess.STDOUT if out else None,
+        )
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise ClusterError(f"{name} exited with code {proc.returncode}")
+
+    def wait_for_gateway(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.api_host}/api/v1", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise ClusterError(f"the gateway did not answer within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 40) -> None:
+        # The gateway stops taking requests first; invokers drain their work last.
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in time; killing it", file=sys.stderr)
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+
+    def logs(self, tail: int = 4000) -> str:
+        if self.log_dir is None:
+            return ""
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
+            for p in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+def settings_env(
+    *, amqp_url: str, redis_url: str, port: int, work_dir: Path, user_memory_mb: int = 2048,
+    stem_cells: list[dict[str, object]] | None = None,
+) -> dict[str, str]:
+    env = {
+        "FT_AMQP_URL": amqp_url,
+        "FT_REDIS_URL": redis_url,
+        "FT_GATEWAY_PORT": str(port),
+        "FT_API_HOST": f"http://127.0.0.1:{port}",
+        "FT_WORK_DIR": str(work_dir),
+        "FT_USER_MEMORY_MB": str(user_memory_mb),
+    }
+    if stem_cells is not None:
+        env["FT_STEM_CELLS"] = json.dumps(stem_cells)
+    return env
