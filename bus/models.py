@@ -115,6 +115,17 @@ class ActionSnapshot(BaseModel):
         return f"{self.namespace}/{self.name}@{self.version}#{self.code_digest or ''}"
 
 
+class AsyncPolicy(BaseModel):
+    """Lambda's asynchronous invocation settings, from the action's annotations
+    (``maxRetries``, ``maxEventAgeSeconds``, ``onFailure``, ``onSuccess``). Set on non-blocking
+    invokes and rule-driven invocations; None means the caller handles failures itself."""
+
+    max_retries: int = 2  # 0..2
+    max_event_age_s: int = 6 * 3600  # 60 .. 21600
+    on_failure: str | None = None  # "/ns/action" or "queue:<name>"
+    on_success: str | None = None
+
+
 class ActivationRequest(BaseModel):
     """gateway -> initializer (``ft.activations``) -> invoker (``ft.invoker.<id>``)."""
 
@@ -131,6 +142,7 @@ class ActivationRequest(BaseModel):
     max_age_ms: int = 6 * 3600 * 1000  # past this without a record it is answered with an error
     attempt: int = 1
     cause: str | None = None
+    policy: AsyncPolicy | None = None
 
 
 class ActivationDone(BaseModel):

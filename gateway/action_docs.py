@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus.models import ActionDoc, ActionExec, KeyValue, Limits
+from bus.requests import PROVIDE_API_KEY
 from gateway.errors import ApiError, malformed, too_large
 from gateway.validation import GatewayLimits, json_size
 from runtimes.kinds import resolve_kind, supported_kinds
 
 EXEC_ANNOTATION = "exec"
-PROVIDE_API_KEY = "provide-api-key"
 
 # OpenWhisk's base64 test for "this code is a zip/jar" (ent/Exec.scala isBinaryCode), in an
 # equivalent form that scans 48 MB without backtracking: with the length a multiple of four,
@@ -26,17 +26,6 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 def is_binary_code(code: str) -> bool:
     text = code.strip()
     return len(text) > 0 and len(text) % 4 == 0 and _BASE64.fullmatch(text) is not None
-
-
-def truthy(value: Any) -> bool:
-    """OpenWhisk's ``isTruthy`` for annotation values."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value != 0
-    if isinstance(value, str):
-        return value != ""
-    return True
 
 
 def bump_patch(version: str) -> str:

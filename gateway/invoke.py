@@ -10,23 +10,18 @@ the reply was lost while the record was written.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from bus.broker import ACTIVATIONS
-from bus.ids import new_activation_id, now_ms
+from bus.ids import new_activation_id
 from bus.models import (
-    ActionDoc,
-    ActionSnapshot,
     ActivationRecord,
-    ActivationRequest,
     StatusCode,
 )
-from gateway.action_docs import PROVIDE_API_KEY, truthy
-from gateway.auth import Identity, identity
+from bus.requests import ParametersNotAllowed, build_payload, build_request
+from gateway.auth import identity
 from gateway.errors import (
     NOT_FOUND,
     PARAMETERS_NOT_ALLOWED,
@@ -68,58 +63,6 @@ def timeout_param(request: web.Request) -> int | None:
     return value
 
 
-def _env_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
-def build_payload(doc: ActionDoc, args: Any) -> Any:
-    """The action's (non-init) parameters under the request's object; an array passes as-is."""
-    if isinstance(args, list):
-        return args
-    if args is not None and not isinstance(args, dict):
-        raise malformed("Object or array expected")
-    params = {kv.key: kv.value for kv in doc.parameters if not kv.init}
-    if not args:
-        return params
-    # With the `final` annotation, parameters that have a value cannot be overridden.
-    if truthy(doc.annotation("final")) and any(
-        params.get(key) is not None for key in args
-    ):
-        raise ApiError(400, PARAMETERS_NOT_ALLOWED)
-    return {**params, **args}
-
-
-def build_request(
-    doc: ActionDoc, payload: Any, caller: Identity, *, activation_id: str, tid: str,
-    reply_to: str | None,
-) -> ActivationRequest:
-    provide_api_key = truthy(doc.annotation(PROVIDE_API_KEY))
-    snapshot = ActionSnapshot(
-        namespace=doc.namespace,
-        name=doc.name,
-        version=doc.version,
-        kind=doc.exec.kind,
-        code_digest=doc.exec.code_digest,
-        binary=doc.exec.binary,
-        main=doc.exec.main or "main",
-        limits=doc.limits,
-        init_env={kv.key: _env_value(kv.value) for kv in doc.parameters if kv.init},
-        provide_api_key=provide_api_key,
-    )
-    return ActivationRequest(
-        activation_id=activation_id,
-        transaction_id=tid,
-        invoking_namespace=caller.namespace,
-        subject=caller.namespace,
-        action=snapshot,
-        payload=payload,
-        blocking=reply_to is not None,
-        reply_to=reply_to,
-        api_key=caller.api_key if provide_api_key else None,
-        accepted_at=now_ms(),
-    )
-
-
 def answer(record: ActivationRecord, result_only: bool, headers: dict[str, str]) -> web.Response:
     status = _HTTP_STATUS.get(record.response.status_code, 500)
     result = record.response.result
@@ -142,13 +85,19 @@ async def invoke_action(request: web.Request) -> web.Response:
     doc = await app[STORE].get_action(caller.namespace, name)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
-    payload = build_payload(doc, args)
+    if args is not None and not isinstance(args, dict | list):
+        raise malformed("Object or array expected")
+    try:
+        payload = build_payload(doc, args)
+    except ParametersNotAllowed as exc:
+        raise ApiError(400, PARAMETERS_NOT_ALLOWED) from exc
 
     waiters = app[WAITERS]
     activation_id = new_activation_id()
     activation = build_request(
-        doc, payload, caller, activation_id=activation_id, tid=transaction_id(request),
-        reply_to=waiters.queue_name if blocking else None,
+        doc, payload, namespace=caller.namespace, api_key=caller.api_key,
+        activation_id=activation_id, transaction_id=transaction_id(request),
+        reply_to=waiters.queue_name if blocking else None, asynchronous=not blocking,
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     future = waiters.register(activation_id) if blocking else None

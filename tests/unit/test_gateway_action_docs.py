@@ -8,6 +8,7 @@ import re
 import pytest
 
 from bus.models import ActionDoc, ActionExec, KeyValue, Limits
+from bus.requests import truthy
 from gateway.action_docs import (
     ActionPut,
     amend_annotations,
@@ -16,7 +17,6 @@ from gateway.action_docs import (
     merge_annotations,
     parse_action_put,
     parse_limits,
-    truthy,
     updated_doc,
 )
 from gateway.auth import parse_basic
