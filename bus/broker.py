@@ -7,7 +7,12 @@ Topology (one vhost):
   ft.replies.<gw>    exclusive reply queue per gateway, invoker -> gateway
   ft.completions     fanout exchange, invoker -> every initializer
   ft.health          fanout exchange, invoker heartbeats -> every initializer
-  ft.events          topic exchange, routing key <namespace>.<trigger> (feeds, issue 3)
+  ft.events          topic exchange, routing key <namespace>.<trigger>: trigger fires from
+                     the gateway and from any AMQP producer; queue ft.fires takes them all
+  ft.activation-events  topic exchange, <namespace>.<action>.<status>: every finished one
+  ft.feeds           fanout exchange: feed created/updated/deleted (FeedChanged)
+  ft.destinations    durable queue: async on-success/on-failure deliveries
+  ft.delay.<ms>      durable queues that hand retries back to ft.activations after <ms>
   ft.dead            fanout dead-letter exchange and queue for poison messages
 """
 
@@ -29,6 +34,7 @@ from aio_pika.abc import (
 from pydantic import BaseModel
 
 from bus.codec import CONTENT_TYPE, pack
+from bus.events import ACTIVATION_EVENTS, DESTINATIONS_QUEUE, FEEDS_EXCHANGE, FIRES_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +93,32 @@ class Broker:
         dead_q = await ch.declare_queue(DEAD, durable=True)
         await dead_q.bind(dead)
         await ch.declare_queue(ACTIVATIONS, durable=True, arguments=_DURABLE_WORK_ARGS)
+        await ch.declare_queue(DESTINATIONS_QUEUE, durable=True, arguments=_DURABLE_WORK_ARGS)
         for name, kind in (
             (COMPLETIONS, aio_pika.ExchangeType.FANOUT),
             (HEALTH, aio_pika.ExchangeType.FANOUT),
             (EVENTS, aio_pika.ExchangeType.TOPIC),
+            (ACTIVATION_EVENTS, aio_pika.ExchangeType.TOPIC),
+            (FEEDS_EXCHANGE, aio_pika.ExchangeType.FANOUT),
         ):
             self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
             self._fast_exchanges[name] = await self._fast_channel.get_exchange(name)
+        fires = await ch.declare_queue(FIRES_QUEUE, durable=True, arguments=_DURABLE_WORK_ARGS)
+        await fires.bind(self._exchanges[EVENTS], routing_key="#")
         self._exchanges[""] = ch.default_exchange
         self._fast_exchanges[""] = self._fast_channel.default_exchange
+
+    async def declare_delay_queue(self, delay_ms: int) -> str:
+        """A queue whose messages return to ``ft.activations`` after ``delay_ms``: retries
+        wait in the broker, not in a process that may die meanwhile. One queue per delay,
+        since RabbitMQ expires messages only at a queue's head."""
+        name = f"ft.delay.{delay_ms}"
+        await self._channel.declare_queue(name, durable=True, arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": ACTIVATIONS,
+        })
+        return name
 
     async def declare_invoker_queue(self, invoker_id: str) -> str:
         name = invoker_queue(invoker_id)

@@ -8,6 +8,9 @@ Keys (all under ``ft:``):
   code:<sha256>                  action code, written once, shared by every version using it
   act:<id>                       ActivationRecord
   acts:<ns> / acts:<ns>:<name>   zset id -> start (ms)
+  feed:<ns>/<trigger>            FeedDoc;  feeds: set of feed keys
+  lease:<name>                   owner id, with a TTL (one initializer runs a feed)
+  tick:<name>:<epoch>            claimed once per alarm tick across initializers
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from bus.codec import pack, unpack
+from bus.events import FeedDoc
 from bus.ids import now_ms
 from bus.models import ActionDoc, ActivationRecord, NamespaceAuth
 
@@ -34,6 +38,21 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
   return 1
+end
+return 0
+"""
+
+# Renew a lease only if we still hold it.
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -56,6 +75,8 @@ class Store:
         self.record_ttl_s = record_ttl_s
         self._write_record = client.register_script(_WRITE_RECORD)
         self._replace_entity = client.register_script(_REPLACE_ENTITY)
+        self._renew_lease = client.register_script(_RENEW_LEASE)
+        self._release_lease = client.register_script(_RELEASE_LEASE)
 
     @classmethod
     def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
@@ -192,3 +213,40 @@ class Store:
             since if since is not None else "-inf",
             upto if upto is not None else "+inf",
         ))
+
+    # -- feeds -------------------------------------------------------------------------------
+
+    async def put_feed(self, feed: FeedDoc) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"ft:feed:{feed.key}", pack(feed))
+            pipe.sadd("ft:feeds", feed.key)
+            await pipe.execute()
+
+    async def get_feed(self, key: str) -> FeedDoc | None:
+        raw = await self.redis.get(f"ft:feed:{key}")
+        return None if raw is None else unpack(raw, FeedDoc)
+
+    async def delete_feed(self, key: str) -> FeedDoc | None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.getdel(f"ft:feed:{key}")
+            pipe.srem("ft:feeds", key)
+            raw, _ = await pipe.execute()
+        return None if raw is None else unpack(raw, FeedDoc)
+
+    async def feed_keys(self) -> list[str]:
+        return sorted(k.decode() for k in await self.redis.smembers("ft:feeds"))
+
+    # -- coordination between initializers ---------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl_ms: int) -> bool:
+        """Take ``name`` for ``ttl_ms`` unless someone else holds it (or renew our own)."""
+        if await self.redis.set(f"ft:lease:{name}", owner, nx=True, px=ttl_ms):
+            return True
+        return bool(await self._renew_lease(keys=[f"ft:lease:{name}"], args=[owner, ttl_ms]))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._release_lease(keys=[f"ft:lease:{name}"], args=[owner])
+
+    async def claim_tick(self, name: str, tick: int, ttl_s: int = 3600) -> bool:
+        """True for exactly one caller per (name, tick): an alarm fires once per tick."""
+        return bool(await self.redis.set(f"ft:tick:{name}:{tick}", b"1", nx=True, ex=ttl_s))
