@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 from aio_pika import DeliveryMode
@@ -132,15 +133,30 @@ class Broker:
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
         expiration: float | None = None, confirm: bool = True,
     ) -> None:
-        """Publish and (with ``confirm``) wait for the broker's confirm: after this returns, the
-        message is the broker's responsibility. Raises if the broker refused it or, with
-        ``mandatory``, if it was unroutable. Without ``confirm`` it is fire-and-forget."""
+        """Publish a contract model (msgpack) and, with ``confirm``, wait for the broker's
+        confirm: after this returns, the message is the broker's responsibility. Raises if the
+        broker refused it or, with ``mandatory``, if it was unroutable. Without ``confirm`` it
+        is fire-and-forget."""
+        await self.publish_bytes(
+            pack(model), content_type=CONTENT_TYPE, routing_key=routing_key, exchange=exchange,
+            message_id=message_id, persistent=persistent, mandatory=mandatory,
+            expiration=expiration, confirm=confirm,
+        )
+
+    async def publish_bytes(
+        self, body: bytes, *, content_type: str, routing_key: str, exchange: str = "",
+        message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
+        expiration: float | None = None, confirm: bool = True,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Like ``publish`` for bodies meant for any AMQP client (JSON for users' consumers)."""
         message = aio_pika.Message(
-            pack(model),
-            content_type=CONTENT_TYPE,
+            body,
+            content_type=content_type,
             message_id=message_id,
             delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
             expiration=expiration,
+            headers=headers,
         )
         exchanges = self._exchanges if confirm else self._fast_exchanges
         await exchanges[exchange].publish(message, routing_key, mandatory=mandatory)

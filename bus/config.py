@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # initializer
     invoker_dead_after_s: float = 10.0
 
+    # asynchronous invocations: retry n waits async_retry_base_ms * 2**(n-1) (Lambda: 1, 2 min)
+    async_retry_base_ms: int = 60_000
+
     # records
     activation_ttl_s: int = 7 * 24 * 3600
 

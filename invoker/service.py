@@ -15,20 +15,19 @@ from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import COMPLETIONS, HEALTH, Broker, settle, spawn
+from bus.broker import HEALTH, Broker, settle, spawn
 from bus.codec import unpack
 from bus.config import Settings, get_settings
 from bus.ids import now_ms
 from bus.models import (
-    ActivationDone,
     ActivationRecord,
     ActivationRequest,
-    Completion,
     Heartbeat,
 )
 from bus.store import Store
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle
+from invoker.handoff import Handoff
 from invoker.logs import collect
 from invoker.outcome import Outcome
 from invoker.pool import ContainerPool, Job, Remove, Run, StartStemCell
@@ -72,6 +71,7 @@ class Invoker:
         self._queue: AbstractQueue | None = None
         self._stem_cell_errors: dict[str, float] = {}
         self.draining = False
+        self.handoff = Handoff(store, broker, self.id, settings.async_retry_base_ms)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Invoker:
             existing = await self.store.get_record(aid)
             if existing is not None:
                 # It ran before a crash lost the ack: answer again with the same record.
-                await self._announce(req, existing)
+                await self.handoff.answer_again(req, existing)
                 await settle(message)
                 return
         if aid in self.jobs:
@@ -299,38 +299,8 @@ class Invoker:
     # -- handing results on ------------------------------------------------------------------
 
     async def _complete(self, ctx: JobContext, record: ActivationRecord) -> None:
-        """Record first (the durable answer), then tell the gateway and initializers, then ack.
-        A Redis outage stalls this activation until Redis is back; it is never dropped."""
-        req = ctx.request
-        delay = 0.05
-        while True:
-            try:
-                if not await self.store.write_record(record):
-                    stored = await self.store.get_record(req.activation_id)
-                    record = stored or record
-                break
-            except Exception as exc:
-                log.warning("cannot write record %s yet: %s", req.activation_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        await self._announce(req, record)
-        self.jobs.pop(req.activation_id, None)
-        await settle(ctx.message)
-
-    async def _announce(self, req: ActivationRequest, record: ActivationRecord) -> None:
-        try:
-            if req.reply_to:
-                await self.broker.publish(
-                    ActivationDone(activation_id=req.activation_id, record=record),
-                    routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
-            await self.broker.publish(
-                Completion(activation_id=req.activation_id, invoker_id=self.id,
-                           action_key=req.action.key, memory=req.action.limits.memory,
-                           status_code=record.response.status_code),
-                exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
-                confirm=False)
-        except Exception as exc:  # advisory messages; the record is already stored
-            log.warning("could not announce %s: %s", req.activation_id, exc)
+        await self.handoff.finish(ctx.request, ctx.message, record)
+        self.jobs.pop(ctx.request.activation_id, None)
 
     # -- housekeeping ------------------------------------------------------------------------
 

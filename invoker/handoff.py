@@ -1,0 +1,165 @@
+"""What happens to an activation once it ran: retry it later, or hand its final answer on.
+
+Final: the record goes to Redis (the durable answer), a destination (if the action's async
+policy names one) goes to ``ft.destinations``, then the advisory messages (reply to a waiting
+gateway, completion to the initializers, an event on ``ft.activation-events``), then the ack.
+Retry: the request goes back through a delay queue with ``attempt + 1`` and no record is
+written, so the one record an activation gets is its final one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from bus.broker import COMPLETIONS, Broker, settle
+from bus.events import (
+    ACTIVATION_EVENTS,
+    DESTINATIONS_QUEUE,
+    Destination,
+    DestinationRecord,
+)
+from bus.ids import now_ms
+from bus.models import (
+    ActivationDone,
+    ActivationRecord,
+    ActivationRequest,
+    Completion,
+    StatusCode,
+)
+from bus.store import Store
+
+log = logging.getLogger(__name__)
+
+EVENT_STATUS = {
+    StatusCode.SUCCESS: "success",
+    StatusCode.APPLICATION_ERROR: "application_error",
+    StatusCode.DEVELOPER_ERROR: "developer_error",
+    StatusCode.WHISK_ERROR: "whisk_error",
+}
+
+
+async def _until_done(what: str, step: Callable[[], Awaitable[None]]) -> None:
+    """Retry a hand-off until it succeeds: the message stays unacked meanwhile, so an outage
+    of Redis or RabbitMQ delays this activation and never drops it."""
+    delay = 0.05
+    while True:
+        try:
+            await step()
+            return
+        except Exception as exc:
+            log.warning("%s failed, retrying: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Handoff:
+    def __init__(
+        self, store: Store, broker: Broker, invoker_id: str, retry_base_ms: int
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.invoker_id = invoker_id
+        self.retry_base_ms = retry_base_ms
+        self._delay_queues: set[int] = set()
+
+    async def finish(
+        self, req: ActivationRequest, message: AbstractIncomingMessage, record: ActivationRecord
+    ) -> None:
+        condition = self._final_condition(req, record)
+        if condition is None:
+            await _until_done(f"retry of {req.activation_id}", lambda: self._retry_later(req))
+            await self._advise(req, record, final=False)
+        else:
+            record = await self._store(record)
+            await self._send_destination(req, record, condition)
+            await self._advise(req, record, final=True)
+        await settle(message)
+
+    async def answer_again(self, req: ActivationRequest, record: ActivationRecord) -> None:
+        """A redelivered request that already has its record: tell the waiters once more."""
+        await self._advise(req, record, final=True)
+
+    def _final_condition(self, req: ActivationRequest, record: ActivationRecord) -> str | None:
+        """None means "retry later"; otherwise the DestinationRecord condition."""
+        policy = req.policy
+        if record.response.success:
+            return "Success"
+        if policy is None:
+            return "Error"
+        if now_ms() - req.accepted_at > req.max_age_ms:
+            return "EventAgeExceeded"
+        if req.attempt > policy.max_retries:
+            return "RetriesExhausted"
+        return None
+
+    async def _retry_later(self, req: ActivationRequest) -> None:
+        delay_ms = self.retry_base_ms * 2 ** (req.attempt - 1)
+        if delay_ms not in self._delay_queues:
+            await self.broker.declare_delay_queue(delay_ms)
+            self._delay_queues.add(delay_ms)
+        retry = req.model_copy(update={"attempt": req.attempt + 1})
+        await self.broker.publish(retry, routing_key=f"ft.delay.{delay_ms}",
+                                  message_id=req.activation_id)
+
+    async def _store(self, record: ActivationRecord) -> ActivationRecord:
+        stored: list[ActivationRecord] = [record]
+
+        async def write() -> None:
+            if not await self.store.write_record(record):  # an earlier delivery answered
+                stored[0] = await self.store.get_record(record.activationId) or record
+
+        await _until_done(f"record of {record.activationId}", write)
+        return stored[0]
+
+    async def _send_destination(
+        self, req: ActivationRequest, record: ActivationRecord, condition: str
+    ) -> None:
+        policy = req.policy
+        if policy is None:
+            return
+        target = policy.on_success if condition == "Success" else policy.on_failure
+        if not target:
+            return
+        response = record.response.to_api()
+        destination = Destination(
+            target=target, namespace=req.invoking_namespace, subject=req.subject,
+            record=DestinationRecord(
+                timestamp=now_ms(), activation_id=req.activation_id,
+                action=f"/{req.action.path}", condition=condition,  # type: ignore[arg-type]
+                attempts=req.attempt, request_payload=req.payload, response=response,
+            ),
+        )
+        await _until_done(
+            f"destination of {req.activation_id}",
+            lambda: self.broker.publish(destination, routing_key=DESTINATIONS_QUEUE,
+                                        message_id=req.activation_id),
+        )
+
+    async def _advise(self, req: ActivationRequest, record: ActivationRecord, final: bool) -> None:
+        """Advisory messages: the record in Redis is the truth, so these skip confirms."""
+        try:
+            if final and req.reply_to:
+                await self.broker.publish(
+                    ActivationDone(activation_id=req.activation_id, record=record),
+                    routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
+            await self.broker.publish(
+                Completion(activation_id=req.activation_id, invoker_id=self.invoker_id,
+                           action_key=req.action.key, memory=req.action.limits.memory,
+                           status_code=record.response.status_code),
+                exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
+                confirm=False)
+            if final:
+                status = EVENT_STATUS[record.response.status_code]
+                await self.broker.publish_bytes(
+                    json.dumps(record.to_api(), separators=(",", ":")).encode(),
+                    content_type="application/json", exchange=ACTIVATION_EVENTS,
+                    routing_key=f"{record.namespace}.{record.name}.{status}",
+                    message_id=record.activationId, persistent=False, mandatory=False,
+                    confirm=False)
+        except Exception as exc:
+            log.warning("could not announce %s: %s", req.activation_id, exc)
