@@ -144,7 +144,7 @@ class Broker:
         )
 
     async def publish_bytes(
-        self, body: bytes, *, content_type: str, routing_key: str, exchange: str = "",
+        self, body: bytes, *, content_type: str | None, routing_key: str, exchange: str = "",
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
         expiration: float | None = None, confirm: bool = True,
         headers: dict[str, Any] | None = None,

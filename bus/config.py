@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     invoker_id: str = "invoker0"
     user_memory_mb: int = 2048
     stem_cells: list[StemCellSpec] = Field(
-        default_factory=lambda: [StemCellSpec(kind="python:3.11", memory=256, count=2)]
+        default_factory=lambda: [
+            StemCellSpec(kind="python:3.11", memory=256, count=2),
+            StemCellSpec(kind="nodejs:18", memory=256, count=1),
+        ]
     )
     idle_container_ttl_s: float = 600.0
     container_network: str = "none"
@@ -52,6 +55,16 @@ class Settings(BaseSettings):
     container_pids_limit: int = 256
     container_nofile: int = 1024
     container_tmpfs_mb: int = 64
+    # Each container's proxy directory (socket and log files, bind-mounted at /ft) is a tmpfs of
+    # this size, so an action cannot fill the invoker's disk through it; it holds one log file
+    # at a time, which the proxy cuts at 20 MB. Mounting needs CAP_SYS_ADMIN; without it (or
+    # with 0) the directory is a plain one under work_dir.
+    container_io_quota_mb: int = 24
+    # CPU time: besides its share under contention (cpu-shares by memory, as OpenWhisk), a
+    # container may use at most this many times its memory's part of the host's CPUs (Lambda's
+    # CPU-by-memory rule: 256 MB of a 2048 MB invoker on 4 cores is half a core), so spinning
+    # actions cannot starve the platform's own processes and their neighbours. 0: no cap.
+    container_cpu_limit_factor: float = 1.0
     work_dir: Path = Path("/var/lib/funtainer")
     docker_url: str = "unix:///var/run/docker.sock"
     image_prefix: str = "funtainer"
@@ -59,6 +72,11 @@ class Settings(BaseSettings):
 
     # initializer
     invoker_dead_after_s: float = 10.0
+    # Queue feeds: a failed message waits base * 2**(attempt-1) ms (capped) before its retry;
+    # one initializer runs a feed while it holds the feed's lease.
+    feed_retry_base_ms: int = 1000
+    feed_retry_max_ms: int = 60_000
+    feed_lease_ttl_ms: int = 10_000
 
     # asynchronous invocations: retry n waits async_retry_base_ms * 2**(n-1) (Lambda: 1, 2 min)
     async_retry_base_ms: int = 60_000

@@ -11,7 +11,13 @@ from cli.client import ClientError, Response
 from cli.context import Context
 from cli.errors import EXIT_API, EXIT_NOT_FINISHED, EXIT_OK, CliError
 from cli.names import QualifiedName
-from cli.output import annotation, format_action_list, print_json, sort_actions_by_name
+from cli.output import (
+    annotation,
+    format_action_list,
+    format_summary,
+    print_json,
+    sort_actions_by_name,
+)
 from cli.params import as_key_value_list, build_exec, collect_values, web_annotations
 
 # Fields `ft action get NAME FIELD` accepts (wsk checks against its Action struct).
@@ -124,24 +130,7 @@ def _action_url(context: Context, name: QualifiedName, action: dict[str, Any]) -
 
 
 def format_action_summary(action: dict[str, Any]) -> str:
-    """wsk's ``--summary``: the full name, its description and the parameter names, bound ones
-    marked ``*`` (``**`` when the action is ``final``)."""
-    full_name = f"/{action.get('namespace', '')}/{action.get('name', '')}"
-    bound = sorted(p.get("key", "") for p in action.get("parameters") or [])
-    described = annotation(action, "parameters") or []
-    names = sorted(set(bound) | {p.get("name") for p in described if isinstance(p, dict)} - {None})
-    mark = "**" if annotation(action, "final") is True else "*"
-    shown = [f"{mark}{n}" if n in bound else n for n in names]
-    description = annotation(action, "description")
-    params = ", ".join(shown) if shown else "none defined"
-    head = f"action {full_name}"
-    if isinstance(description, str) and description:
-        head += f": {description}"
-    elif shown:
-        head += ": Returns a result based on parameter" + (
-            f"s {', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else f" {names[0]}"
-        )
-    return f"{head}\n   (parameters: {params})"
+    return format_summary(action, "action")
 
 
 def action_delete(args: argparse.Namespace) -> int:

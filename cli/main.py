@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import NoReturn
 
 from cli import commands_actions as actions
@@ -13,8 +12,14 @@ from cli import commands_property as properties
 from cli import commands_server as server
 from cli.client import ApiUnreachable
 from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
-
-Handler = Callable[[argparse.Namespace], int]
+from cli.parser_parts import (
+    add_annotation_flags,
+    add_list_flags,
+    add_param_flags,
+    group,
+    show_help,
+)
+from cli.parser_triggers import add_rule_commands, add_trigger_commands
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,16 +34,16 @@ def _global_flags(connection: bool = True) -> argparse.ArgumentParser:
     """Flags every client command takes, before or after the subcommand. SUPPRESS defaults keep
     a subcommand from resetting a flag that was given before it."""
     flags = argparse.ArgumentParser(add_help=False)
-    group = flags.add_argument_group("global flags")
+    global_group = flags.add_argument_group("global flags")
     if connection:
-        group.add_argument(
+        global_group.add_argument(
             "--apihost",
             dest="global_apihost",
             metavar="HOST",
             default=argparse.SUPPRESS,
             help="whisk API HOST (default: APIHOST from ~/.wskprops, else http://127.0.0.1:3233)",
         )
-        group.add_argument(
+        global_group.add_argument(
             "-u",
             "--auth",
             dest="global_auth",
@@ -46,14 +51,14 @@ def _global_flags(connection: bool = True) -> argparse.ArgumentParser:
             default=argparse.SUPPRESS,
             help="authorization KEY (default: AUTH from ~/.wskprops)",
         )
-    group.add_argument(
+    global_group.add_argument(
         "-i",
         "--insecure",
         action="store_true",
         default=argparse.SUPPRESS,
         help="bypass certificate checking",
     )
-    group.add_argument(
+    global_group.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -63,39 +68,8 @@ def _global_flags(connection: bool = True) -> argparse.ArgumentParser:
     return flags
 
 
-def _show_help(parser: argparse.ArgumentParser) -> Handler:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 0
-
-    return show
-
-
-def _group(
-    subparsers: argparse._SubParsersAction, name: str, help_text: str
-) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.set_defaults(handler=_show_help(parser))
-    children = parser.add_subparsers(title="commands", metavar="COMMAND")
-    return parser, children
-
-
-def _add_param_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("KEY", "VALUE"),
-        help="parameter; VALUE is parsed as JSON when it is valid JSON, else taken as a string",
-    )
-    parser.add_argument(
-        "-P", "--param-file", metavar="FILE", help="FILE containing parameter values in JSON format"
-    )
-
-
 def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -> None:
-    _, commands = _group(subparsers, "action", "work with actions")
+    _, commands = group(subparsers, "action", "work with actions")
 
     for verb, handler, help_text in (
         ("create", actions.action_create, "create a new action"),
@@ -115,21 +89,8 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
         )
         parser.add_argument("--kind", metavar="KIND", help="runtime KIND, e.g. python:default")
         parser.add_argument("--main", metavar="MAIN", help="name of the action entry point")
-        _add_param_flags(parser)
-        parser.add_argument(
-            "-a",
-            "--annotation",
-            nargs=2,
-            action="append",
-            metavar=("KEY", "VALUE"),
-            help="annotation; VALUE is parsed as JSON when it is valid JSON",
-        )
-        parser.add_argument(
-            "-A",
-            "--annotation-file",
-            metavar="FILE",
-            help="FILE containing annotation values in JSON format",
-        )
+        add_param_flags(parser)
+        add_annotation_flags(parser)
         parser.add_argument(
             "-t",
             "--timeout",
@@ -176,7 +137,7 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
 
     invoke = commands.add_parser("invoke", parents=common, help="invoke action")
     invoke.add_argument("name", metavar="ACTION_NAME")
-    _add_param_flags(invoke)
+    add_param_flags(invoke)
     invoke.add_argument("-b", "--blocking", action="store_true", help="blocking invoke")
     invoke.add_argument(
         "-r",
@@ -206,49 +167,19 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
         "list", parents=common, help="list all actions in a namespace or a package"
     )
     listing.add_argument("scope", metavar="NAMESPACE|PACKAGE_NAME", nargs="?")
-    listing.add_argument(
-        "-s",
-        "--skip",
-        type=int,
-        default=0,
-        metavar="SKIP",
-        help="exclude the first SKIP number of actions from the result",
-    )
-    listing.add_argument(
-        "-l",
-        "--limit",
-        type=int,
-        default=30,
-        metavar="LIMIT",
-        help="only return LIMIT number of actions (default 30, max 200)",
-    )
+    add_list_flags(listing, "actions")
     listing.add_argument("-n", "--name-sort", action="store_true", help="sort results by name")
     listing.set_defaults(handler=actions.action_list)
 
 
 def _add_activation_commands(subparsers: argparse._SubParsersAction, common: list) -> None:
-    _, commands = _group(subparsers, "activation", "work with activations")
+    _, commands = group(subparsers, "activation", "work with activations")
 
     listing = commands.add_parser("list", parents=common, help="list activations")
     listing.add_argument(
         "name", metavar="ACTION_NAME", nargs="?", help="only activations of this action"
     )
-    listing.add_argument(
-        "-s",
-        "--skip",
-        type=int,
-        default=0,
-        metavar="SKIP",
-        help="exclude the first SKIP number of activations from the result",
-    )
-    listing.add_argument(
-        "-l",
-        "--limit",
-        type=int,
-        default=30,
-        metavar="LIMIT",
-        help="only return LIMIT number of activations (default 30, max 200)",
-    )
+    add_list_flags(listing, "activations")
     listing.add_argument(
         "-f", "--full", action="store_true", help="include full activation description"
     )
@@ -303,7 +234,7 @@ def _add_property_commands(subparsers: argparse._SubParsersAction) -> None:
     # property set/get/unset reuse --apihost/--auth for the property itself, so they only take
     # the tracing flags.
     trace_flags = [_global_flags(connection=False)]
-    _, commands = _group(subparsers, "property", "work with whisk properties")
+    _, commands = group(subparsers, "property", "work with whisk properties")
 
     set_ = commands.add_parser("set", parents=trace_flags, help="set property")
     set_.add_argument("--apihost", dest="set_apihost", metavar="HOST", help="whisk API HOST")
@@ -345,7 +276,7 @@ def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
     ):
         subparsers.add_parser(name, help=help_text).set_defaults(handler=handler)
 
-    _, runtimes = _group(subparsers, "runtimes", "work with runtime images")
+    _, runtimes = group(subparsers, "runtimes", "work with runtime images")
     build = runtimes.add_parser(
         "build",
         help="build the runtime container images",
@@ -373,10 +304,12 @@ def build_parser() -> Parser:
         parents=common,
     )
     parser.add_argument("--version", action="version", version=f"ft {properties.cli_version()}")
-    parser.set_defaults(handler=_show_help(parser))
+    parser.set_defaults(handler=show_help(parser))
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_action_commands(subparsers, common)
     _add_activation_commands(subparsers, common)
+    add_trigger_commands(subparsers, common)
+    add_rule_commands(subparsers, common)
     _add_property_commands(subparsers)
     _add_server_commands(subparsers)
     return parser

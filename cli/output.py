@@ -55,6 +55,50 @@ def format_action_list(actions: list[dict[str, Any]]) -> str:
     return "\n".join(["actions", *(action_row(a) for a in actions)])
 
 
+def full_name(entity: dict[str, Any]) -> str:
+    return f"/{entity.get('namespace', '')}/{entity.get('name', '')}"
+
+
+def _visibility(entity: dict[str, Any]) -> str:
+    return "shared" if entity.get("publish") else "private"
+
+
+def sort_by_name(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """wsk's --name-sort for triggers and rules."""
+    return sorted(entities, key=lambda entity: str(entity.get("name", "")).lower())
+
+
+def format_trigger_list(triggers: list[dict[str, Any]]) -> str:
+    rows = [f"{full_name(t):<70} {_visibility(t)}" for t in triggers]
+    return "\n".join(["triggers", *rows])
+
+
+def format_rule_list(rules: list[dict[str, Any]]) -> str:
+    """Rows carry each rule's status, which list items lack: callers fill it in first."""
+    rows = [f"{full_name(r):<70} {_visibility(r):<20} {r.get('status', '')}" for r in rules]
+    return "\n".join(["rules", *rows])
+
+
+def format_summary(entity: dict[str, Any], kind: str) -> str:
+    """wsk's ``--summary``: the full name, its description and the parameter names, bound ones
+    marked ``*`` (``**`` when the entity is ``final``)."""
+    bound = sorted(p.get("key", "") for p in entity.get("parameters") or [])
+    described = annotation(entity, "parameters") or []
+    names = sorted(set(bound) | {p.get("name") for p in described if isinstance(p, dict)} - {None})
+    mark = "**" if annotation(entity, "final") is True else "*"
+    shown = [f"{mark}{n}" if n in bound else n for n in names]
+    description = annotation(entity, "description")
+    params = ", ".join(shown) if shown else "none defined"
+    head = f"{kind} {full_name(entity)}"
+    if isinstance(description, str) and description:
+        head += f": {description}"
+    elif shown:
+        head += ": Returns a result based on parameter" + (
+            f"s {', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else f" {names[0]}"
+        )
+    return f"{head}\n   (parameters: {params})"
+
+
 def go_duration(milliseconds: int) -> str:
     """A millisecond count the way Go's ``time.Duration.String`` prints it (wsk's Duration
     column): ``0s``, ``7ms``, ``1.5s``, ``2m3.04s``, ``1h0m0s``."""

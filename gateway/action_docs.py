@@ -1,5 +1,6 @@
 """Actions between OpenWhisk's JSON and ``bus.models.ActionDoc``: the PUT body validated,
-create/update merge rules, system annotations, and the GET/list shapes. Pure functions."""
+create/update merge rules, system annotations, and the GET/list shapes. Pure functions.
+(What every entity shares lives in ``gateway.entity_docs``.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from typing import Any
 
 from bus.models import ActionDoc, ActionExec, KeyValue, Limits
 from bus.requests import PROVIDE_API_KEY
+from gateway.entity_docs import (
+    bump_patch,
+    checked_key_values,
+    key_values_json,
+    merge_annotations,
+    parse_common_put,
+)
 from gateway.errors import ApiError, malformed, too_large
-from gateway.validation import GatewayLimits, json_size
+from gateway.validation import GatewayLimits
 from runtimes.kinds import resolve_kind, supported_kinds
 
 EXEC_ANNOTATION = "exec"
@@ -20,7 +28,6 @@ EXEC_ANNOTATION = "exec"
 # equivalent form that scans 48 MB without backtracking: with the length a multiple of four,
 # "base64 chars then at most two '='" is exactly a sequence of complete base64 quads.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
 def is_binary_code(code: str) -> bool:
@@ -28,50 +35,7 @@ def is_binary_code(code: str) -> bool:
     return len(text) > 0 and len(text) % 4 == 0 and _BASE64.fullmatch(text) is not None
 
 
-def bump_patch(version: str) -> str:
-    match = _SEMVER.match(version)
-    if not match:
-        return "0.0.1"
-    major, minor, patch = (int(g) for g in match.groups())
-    return f"{major}.{minor}.{patch + 1}"
-
-
-# -- parameters and annotations -------------------------------------------------------------
-
-
-def parse_key_values(value: Any, field_name: str) -> list[KeyValue]:
-    if not isinstance(value, list):
-        raise malformed(f"'{field_name}' must be an array of key-value pairs")
-    pairs: list[KeyValue] = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise malformed(f"'{field_name}' must be an array of key-value pairs")
-        init = item.get("init")
-        if init is not None and not isinstance(init, bool):
-            raise malformed(f"'init' of parameter '{item['key']}' must be a boolean")
-        pairs.append(KeyValue(key=item["key"], value=item.get("value"), init=init or None))
-    return pairs
-
-
-def key_values_size(pairs: list[KeyValue]) -> int:
-    return sum(len(kv.key.encode()) + json_size(kv.value) for kv in pairs)
-
-
-def key_value_json(kv: KeyValue) -> dict[str, Any]:
-    # Not model_dump(exclude_none=True): a null value is still a value and must be shown.
-    out: dict[str, Any] = {"key": kv.key, "value": kv.value}
-    if kv.init:
-        out["init"] = True
-    return out
-
-
-def merge_annotations(
-    old: list[KeyValue], new: list[KeyValue], delete: list[str]
-) -> list[KeyValue]:
-    """Old annotations updated by new ones (new keys win, order kept), minus deleted keys."""
-    merged = {kv.key: kv for kv in old}
-    merged.update((kv.key, kv) for kv in new)
-    return [kv for key, kv in merged.items() if key not in delete]
+# -- annotations ----------------------------------------------------------------------------
 
 
 def amend_annotations(annotations: list[KeyValue], kind: str, create: bool) -> list[KeyValue]:
@@ -172,22 +136,13 @@ def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
     return ExecPut(kind=kind, code=code, code_size=size, main=main or None)
 
 
-def _checked_key_values(body: dict[str, Any], key: str, limits: GatewayLimits) -> list[KeyValue]:
-    pairs = parse_key_values(body[key], key)
-    size = key_values_size(pairs)
-    if size > limits.parameters_bytes:
-        raise too_large(size, limits.parameters_bytes)
-    return pairs
-
-
 def parse_action_put(body: dict[str, Any], limits: GatewayLimits) -> ActionPut:
     """Validate a PUT body (``namespace``/``name`` in it are ignored, as OpenWhisk does)."""
     fields: dict[str, Any] = {}
     if body.get("exec") is not None:
         fields["exec"] = parse_exec(body["exec"], limits)
-    for key in ("parameters", "annotations"):
-        if body.get(key) is not None:
-            fields[key] = _checked_key_values(body, key, limits)
+    if body.get("parameters") is not None:
+        fields["parameters"] = checked_key_values(body, "parameters", limits)
     if body.get("delAnnotations") is not None:
         deleted = body["delAnnotations"]
         if not isinstance(deleted, list) or not all(isinstance(k, str) for k in deleted):
@@ -195,16 +150,10 @@ def parse_action_put(body: dict[str, Any], limits: GatewayLimits) -> ActionPut:
         fields["del_annotations"] = deleted
     if body.get("limits") is not None:
         fields["limits"] = parse_limits(body["limits"])
-    if body.get("version") is not None:
-        version = body["version"]
-        if not isinstance(version, str) or not _SEMVER.match(version):
-            raise malformed("'version' must be a semantic version 'major.minor.patch'")
-        fields["version"] = version
-    if body.get("publish") is not None:
-        if not isinstance(body["publish"], bool):
-            raise malformed("'publish' must be a boolean")
-        fields["publish"] = body["publish"]
-    return ActionPut(**fields)
+    common = parse_common_put(body, limits)
+    return ActionPut(
+        **fields, annotations=common.annotations, version=common.version, publish=common.publish
+    )
 
 
 def created_doc(
@@ -260,9 +209,9 @@ def action_json(doc: ActionDoc, code: str | None, *, include_code: bool = True) 
         "version": doc.version,
         "publish": doc.publish,
         "exec": exec_json,
-        "parameters": [key_value_json(kv) for kv in doc.parameters],
+        "parameters": key_values_json(doc.parameters),
         "limits": doc.limits.model_dump(),
-        "annotations": [key_value_json(kv) for kv in doc.annotations],
+        "annotations": key_values_json(doc.annotations),
         "updated": doc.updated,
     }
 
@@ -274,7 +223,7 @@ def action_summary(doc: ActionDoc) -> dict[str, Any]:
         "name": doc.name,
         "version": doc.version,
         "publish": doc.publish,
-        "annotations": [key_value_json(kv) for kv in doc.annotations],
+        "annotations": key_values_json(doc.annotations),
         "limits": doc.limits.model_dump(),
         "exec": {"binary": doc.exec.binary},
         "updated": doc.updated,

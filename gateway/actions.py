@@ -18,12 +18,14 @@ from gateway.action_docs import (
     updated_doc,
 )
 from gateway.auth import namespace
-from gateway.errors import ALREADY_EXISTS, CONFLICT, NOT_FOUND, ApiError
+from gateway.entities import list_response, refuse_overwrite, store_document
+from gateway.errors import NOT_FOUND, ApiError
 from gateway.jsonio import json_response
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, check_entity_name, list_window, read_object
+from gateway.validation import bool_param, check_entity_name, read_object
 
 COLLECTION = "actions"
+
 
 async def _store_exec(store: Store, spec: ExecPut) -> ActionExec:
     digest = await store.put_code(spec.code)
@@ -46,8 +48,7 @@ async def put_action(request: web.Request) -> web.Response:
     put = parse_action_put(await read_object(request, limits.request_bytes), limits)
 
     existing = await store.get_action(ns, name)
-    if existing is not None and not overwrite:
-        raise ApiError(409, ALREADY_EXISTS)
+    refuse_overwrite(existing, overwrite)
     updated = now_ms()
     if existing is None:
         if put.exec is None:
@@ -56,9 +57,7 @@ async def put_action(request: web.Request) -> web.Response:
     else:
         new_exec = await _store_exec(store, put.exec) if put.exec is not None else None
         doc = updated_doc(existing, put, new_exec, updated)
-    # Compare-and-set against the document read above: a concurrent writer makes this a 409.
-    if not await store.put_entity(COLLECTION, ns, name, doc, updated, replaces=existing):
-        raise ApiError(409, CONFLICT)
+    await store_document(request, COLLECTION, ns, name, doc, updated, replaces=existing)
     code = put.exec.code if put.exec is not None else await _code_of(store, doc)
     return json_response(action_json(doc, code))
 
@@ -87,12 +86,4 @@ async def delete_action(request: web.Request) -> web.Response:
 
 
 async def list_actions(request: web.Request) -> web.Response:
-    ns = namespace(request)
-    window = list_window(request, COLLECTION, request.app[LIMITS])
-    store = request.app[STORE]
-    if window.count:
-        return json_response({COLLECTION: await store.count_entities(COLLECTION, ns)})
-    docs = await store.list_entities(
-        COLLECTION, ns, ActionDoc, skip=window.skip, limit=window.limit
-    )
-    return json_response([action_summary(doc) for doc in docs])
+    return await list_response(request, COLLECTION, ActionDoc, action_summary)

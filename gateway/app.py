@@ -19,7 +19,7 @@ from bus.broker import Broker
 from bus.config import Settings, get_settings
 from bus.models import NamespaceAuth
 from bus.store import Store
-from gateway import actions, activations, invoke
+from gateway import actions, activations, feeds, invoke, rules, triggers
 from gateway.auth import AuthCache, auth_middleware, namespace
 from gateway.errors import request_context
 from gateway.jsonio import json_response
@@ -79,6 +79,8 @@ def _add_routes(app: web.Application) -> None:
     ns = "/api/v1/namespaces/{ns}"
     action = ns + "/actions/{name}"
     activation = ns + "/activations/{activation_id}"
+    trigger = ns + "/triggers/{name}"
+    rule = ns + "/rules/{name}"
     app.router.add_get("/", root)
     app.router.add_get("/api/v1", api_info)
     app.router.add_get("/api/v1/", api_info)  # wsk clients ask with the trailing slash
@@ -92,6 +94,21 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get(activation, activations.get_activation)
     app.router.add_get(activation + "/result", activations.get_result)
     app.router.add_get(activation + "/logs", activations.get_logs)
+    app.router.add_get(ns + "/triggers", triggers.list_triggers)
+    app.router.add_put(trigger, triggers.put_trigger)
+    app.router.add_get(trigger, triggers.get_trigger)
+    app.router.add_delete(trigger, triggers.delete_trigger)
+    app.router.add_post(trigger, triggers.fire_trigger)
+    app.router.add_get(ns + "/rules", rules.list_rules)
+    app.router.add_put(rule, rules.put_rule)
+    app.router.add_get(rule, rules.get_rule)
+    app.router.add_delete(rule, rules.delete_rule)
+    app.router.add_post(rule, rules.set_rule_state)
+    # Public feed actions: no {ns} in the path, so any authenticated caller may invoke them.
+    app.router.add_post(
+        "/api/v1/namespaces/" + feeds.SYSTEM_NAMESPACE + "/actions/{package}/{name}",
+        feeds.invoke_feed,
+    )
 
 
 async def ensure_guest(store: Store, settings: Settings) -> None:

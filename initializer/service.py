@@ -1,18 +1,24 @@
 """The initializer: takes accepted activations off ``ft.activations`` and forwards each to an
 invoker chosen from heartbeats. A request is acked only after the invoker's queue confirmed
-it, so a crash here means redelivery to another initializer, never a lost activation."""
+it, so a crash here means redelivery to another initializer, never a lost activation.
+
+It also turns events into activations: trigger fires (``ft.fires``), queue and alarm feeds,
+and on-success/on-failure destinations (``ft.destinations``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import uuid
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, invoker_queue, settle
 from bus.codec import unpack
 from bus.config import Settings, get_settings
+from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
 from bus.ids import now_ms
 from bus.models import (
     ActivationDone,
@@ -25,8 +31,14 @@ from bus.models import (
     StatusCode,
 )
 from bus.store import Store
+from initializer.alarms import AlarmScheduler
+from initializer.destinations import DestinationConsumer
+from initializer.fanout import FireFanout
+from initializer.feeds import FeedManager
+from initializer.fires import FireConsumer
 from initializer.placement import choose_invoker
 from initializer.registry import InvokerRegistry
+from initializer.replies import ReplyWaiters
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +46,55 @@ NO_INVOKER_WAIT_S = 1.0
 EXPIRED = "The activation was not started within its maximum age ({s} s): no invoker had room."
 
 
+def new_initializer_id() -> str:
+    """Unique per process (feed leases and the reply queue are this process's); the pid in
+    it tells operators (and tests) which process holds a feed."""
+    return f"initializer-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class Initializer:
     def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+        self.id = new_initializer_id()
         self.settings = settings
         self.store = store
         self.broker = broker
         self.registry = InvokerRegistry(settings.invoker_dead_after_s)
-        self._queue: AbstractQueue | None = None
+        self.waiters = ReplyWaiters(broker, self.id)
+        self.fanout = FireFanout(store, broker)
+        self.feeds = FeedManager(self.id, store=store, broker=broker, fanout=self.fanout,
+                                 waiters=self.waiters, settings=settings)
+        self.alarms = AlarmScheduler(lambda: self.feeds.docs.values(), store=store,
+                                     fanout=self.fanout)
+        self._activations: AbstractQueue | None = None
+        self._event_queues: list[AbstractQueue] = []
 
     async def start(self) -> None:
         await self.broker.consume(None, self.on_heartbeat, prefetch=256, bind_to=HEALTH)
         await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS)
         # Bounded: messages beyond this wait in the broker, where other initializers see them.
-        self._queue = await self.broker.consume(ACTIVATIONS, self.on_activation, prefetch=128)
-        log.info("initializer ready")
+        self._activations = await self.broker.consume(
+            ACTIVATIONS, self.on_activation, prefetch=128)
+        await self.waiters.start()
+        fires = FireConsumer(self.store, self.fanout)
+        destinations = DestinationConsumer(self.store, self.broker)
+        self._event_queues = [
+            await self.broker.consume(FIRES_QUEUE, fires.on_message, prefetch=64),
+            await self.broker.consume(DESTINATIONS_QUEUE, destinations.on_message, prefetch=64),
+        ]
+        await self.feeds.start()
+        self.alarms.start()
+        log.info("initializer %s ready", self.id)
 
     async def stop(self) -> None:
-        if self._queue is not None:
-            await self.broker.stop_consuming(self._queue)
+        await self.alarms.stop()
+        for queue in self._event_queues:
+            await self.broker.stop_consuming(queue)
+        # Feed batches in flight still need their rule activations placed: keep placing
+        # until they finished, then stop taking activations.
+        await self.feeds.stop()
+        if self._activations is not None:
+            await self.broker.stop_consuming(self._activations)
+        await self.waiters.close()
 
     async def on_heartbeat(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -4,7 +4,9 @@ container's io directory before it answers /run, so reading them needs no engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,13 +28,32 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
-def _read_and_remove(path: Path) -> bytes | None:
+def _read_and_remove(path: Path, max_bytes: int) -> bytes | None:
+    """At most ``max_bytes`` of the file, which is then removed; None when there is none.
+
+    The action can write to the directory, so the file may be whatever it put there: a symlink
+    to a host file (we read as the invoker's user), a FIFO that never ends, a sparse file of
+    terabytes. Only a regular file, reached without following links, is read, and only as
+    much of it as the log limit can use."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
         return None
-    os.unlink(path)
-    return data
+    try:
+        try:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError:  # ELOOP: a symlink
+            data = b""
+        else:
+            with os.fdopen(fd, "rb") as file:
+                data = file.read(max_bytes) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        with contextlib.suppress(OSError):
+            os.unlink(path.name, dir_fd=dir_fd)
+        return data
+    finally:
+        os.close(dir_fd)
 
 
 async def collect(path: Path, limit_mb: int, *, expect_file: bool) -> list[str]:
@@ -40,30 +61,36 @@ async def collect(path: Path, limit_mb: int, *, expect_file: bool) -> list[str]:
 
     ``expect_file`` is False when the proxy never answered (timeout, crash): then a missing
     file is expected and reported with OpenWhisk's "might be missing" line."""
-    # A stat of a local file costs microseconds, less than a hop to a thread.
+    limit = limit_mb * 1024 * 1024
+    # One byte past the limit tells whether there was more. A stat of a local file costs
+    # microseconds, less than a hop to a thread.
     try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
+        size = os.lstat(path).st_size
+    except OSError:
         size = -1
     if size > _INLINE_READ_LIMIT:
-        data = await asyncio.to_thread(_read_and_remove, path)
+        data = await asyncio.to_thread(_read_and_remove, path, limit + 1)
     else:
-        data = _read_and_remove(path) if size >= 0 else None
+        data = _read_and_remove(path, limit + 1) if size >= 0 else None
     if limit_mb == 0:
         return []
     lines: list[str] = []
     if data:
-        limit = limit_mb * 1024 * 1024
         used = 0
+        truncated = len(data) > limit
+        if truncated:  # what was read past the last whole line within the limit is cut
+            data = data[: data.rfind(b"\n", 0, limit) + 1]
         # Only "\n" ends a log line; splitlines() would also break on \r, \x0c, \u2028...
         for line in data.decode(errors="replace").split("\n"):
             if not line:
                 continue
             used += len(line) + 1
             if used > limit:
-                lines.append(format_line("stderr", LOGS_TRUNCATED.format(n=limit)))
+                truncated = True
                 break
             lines.append(line)
+        if truncated:
+            lines.append(format_line("stderr", LOGS_TRUNCATED.format(n=limit)))
     if not expect_file:
         lines.append(format_line("stderr", LOGS_MISSING))
     return lines

@@ -3,8 +3,9 @@
 The base image is a Debian bookworm root made by debootstrap from the machine's own apt mirror
 and loaded with `docker import`, so nothing is pulled from a registry. Each runtime family's
 Dockerfile is then built FROM it (or FROM an official image given with --base where a registry
-exists). Runtime images carry a label with a hash of their sources, so a rebuild only happens
-when the proxy or Dockerfile changed.
+exists). One base serves every runtime family. Runtime images carry a label with a hash of
+their sources, so a rebuild only happens when the proxy or Dockerfile changed; the base carries
+one with a hash of its recipe (suite, packages, ...), so changing the recipe rebuilds it once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,9 +30,11 @@ from runtimes.kinds import RUNTIMES
 
 RUNTIMES_DIR = Path(__file__).resolve().parent
 SOURCE_LABEL = "funtainer.source"
+BASE_LABEL = "funtainer.base"
 SUITE = "bookworm"
 # python3, not python3-minimal: the minimal package lacks json, asyncio and http.
-BASE_PACKAGES = ("python3", "ca-certificates")
+# nodejs: bookworm's is 18.x (with libnode and ICU, ~90 MB of the image).
+BASE_PACKAGES = ("python3", "nodejs", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 INSTALL_HINT = "apt-get install docker.io debootstrap"
 
@@ -45,6 +49,13 @@ STRIP_GLOBS = (
     "usr/share/locale/*",
     "usr/share/lintian/*",
     "usr/share/doc/*/*",
+)
+
+# Dockerfile instructions applied by `docker import` to the debootstrap root.
+IMPORT_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["python3"]',
 )
 
 Progress = Callable[[str], None]
@@ -64,6 +75,19 @@ class BuildError(Exception):
 
 def base_image(prefix: str) -> str:
     return f"{prefix}/base:{SUITE}"
+
+
+def base_recipe_hash() -> str:
+    """Hash of what the base image is made of. The mirror is not part of it: any mirror of
+    the suite gives the same root."""
+    recipe = {
+        "suite": SUITE,
+        "variant": "minbase",
+        "packages": sorted(BASE_PACKAGES),
+        "strip": list(STRIP_GLOBS),
+        "changes": list(IMPORT_CHANGES),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
 def apt_mirror(
@@ -193,7 +217,8 @@ def _strip(root: Path) -> None:
 
 
 def build_base(image: str, progress: Progress) -> None:
-    """debootstrap a minimal bookworm root with python3 and `docker import` it as ``image``."""
+    """debootstrap a minimal bookworm root with BASE_PACKAGES and `docker import` it as
+    ``image``, labelled with its recipe's hash."""
     _require_tools("debootstrap")
     if os.geteuid() != 0:
         raise BuildError("building the base image needs root (debootstrap creates device nodes)")
@@ -209,19 +234,9 @@ def build_base(image: str, progress: Progress) -> None:
         _strip(root)
         progress(f"  importing into docker as {image}")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        changes = [*IMPORT_CHANGES, f"LABEL {BASE_LABEL}={base_recipe_hash()}"]
         imported = subprocess.run(
-            [
-                "docker",
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--change",
-                "ENV LANG=C.UTF-8",
-                "--change",
-                'CMD ["python3"]',
-                "-",
-                image,
-            ],
+            ["docker", "import", *(f"--change={change}" for change in changes), "-", image],
             stdin=tar.stdout,
             capture_output=True,
             text=True,
@@ -319,6 +334,11 @@ def _build_locked(prefix: str, force: bool, progress: Progress, base: str | None
         base = base_image(prefix)
         old_base = _image_id(base)
         if force or old_base is None:
+            build_base(base, progress)
+        elif _image_label(base, BASE_LABEL) != base_recipe_hash():
+            # E.g. a package added for a new runtime family: every runtime image then
+            # rebuilds too, their source hashes include the base's id.
+            progress(f"base image {base}: recipe changed, rebuilding")
             build_base(base, progress)
         else:
             progress(f"base image {base}: present")

@@ -13,13 +13,18 @@ class Runtime:
     default: bool = False
 
 
+# ``default`` marks the kind a family's ``<family>:default`` alias resolves to.
 RUNTIMES: dict[str, Runtime] = {
     "python:3.11": Runtime("python:3.11", "python", "python:3.11", default=True),
+    # Debian bookworm's nodejs, from the same debootstrap base as python3.
+    "nodejs:18": Runtime("nodejs:18", "nodejs", "nodejs:18", default=True),
 }
 
 ALIASES: dict[str, str] = {
     "python:3": "python:3.11",
     "python:default": "python:3.11",
+    "nodejs": "nodejs:18",
+    "nodejs:default": "nodejs:18",
 }
 
 

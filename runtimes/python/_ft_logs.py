@@ -19,6 +19,10 @@ LOG_LIMIT = 10 * 1024 * 1024
 TRUNCATED = (
     f"Logs were truncated because the total bytes size exceeds the limit of {LOG_LIMIT} bytes."
 )
+# The limit counts what the action wrote, as OpenWhisk does; stamps and stream names add about
+# 40 bytes a line on top. The file handed to the invoker is cut at twice the limit: the
+# invoker reads no more than the limit of it, and the directory it is written to is small.
+LOG_FILE_LIMIT = 2 * LOG_LIMIT
 MAX_PARTIAL = 64 * 1024  # a longer line without newline is emitted in pieces
 SENTINEL_WAIT_S = 2.0
 
@@ -173,8 +177,11 @@ class LogCapture:
         lines, self._lines, self._size = self._lines, [], 0
         if self._truncated:
             self._truncated = False
-            lines.append(f"{self._stamp(time.time_ns()):<30} stderr: {TRUNCATED}")
+            lines.append(self.truncation_line())
         return lines
+
+    def truncation_line(self) -> str:
+        return f"{self._stamp(time.time_ns()):<30} stderr: {TRUNCATED}"
 
     def _caught_up(self) -> bool:
         return self._seen[0] >= self._expected[0] and self._seen[1] >= self._expected[1]

@@ -22,7 +22,7 @@ import signal  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 from _ft_http import ProxyServer, error  # noqa: E402
-from _ft_logs import LogCapture, diag  # noqa: E402
+from _ft_logs import LOG_FILE_LIMIT, LogCapture, diag  # noqa: E402
 
 del sys.path[0]
 
@@ -38,6 +38,16 @@ class InitError(Exception):
 def _is_ours(code: object) -> bool:
     filename = getattr(code, "co_filename", "")
     return filename == __file__ or filename.startswith("<frozen importlib")
+
+
+def _end_if_forked(pid: int) -> None:
+    """A process the action forked (os.fork without exec) that returns or raises out of the
+    action lands back in this proxy, holding copies of its sockets: it must end here, or it
+    would answer the invoker in the proxy's place (the next activation would get this one's
+    answer) and serve requests beside it. Nothing is flushed: a lock another thread held at
+    fork time stays held in the copy, and stdout is line-buffered anyway."""
+    if os.getpid() != pid:
+        os._exit(0)
 
 
 def _env_value(value: object) -> str:
@@ -159,11 +169,14 @@ class Proxy:
         return module.__dict__
 
     def _execute(self, run: Callable[[], object]) -> None:
+        pid = os.getpid()
         try:
             run()
         except (Exception, SystemExit) as exc:
+            _end_if_forked(pid)
             self._print_traceback()
             raise InitError(f"The action failed during initialization: {exc!r}") from exc
+        _end_if_forked(pid)
 
     # -- /run --------------------------------------------------------------------------------
 
@@ -175,16 +188,20 @@ class Proxy:
                 os.environ["__OW_" + key.upper()] = _env_value(item)
         status: int
         result: object
+        pid = os.getpid()
         try:
             result = self.main(message.get("value", {}))
         except Exception as exc:
+            _end_if_forked(pid)
             # OpenWhisk's launcher: an exception is the action's own (application) error.
             self._print_traceback()
             status, result = 200, {"error": str(exc) or type(exc).__name__}
         except SystemExit as exc:
+            _end_if_forked(pid)
             self._print_traceback()
             status, result = 502, {"error": f"The action exited (status {exc.code!r})."}
         else:
+            _end_if_forked(pid)
             status = 200
             if not isinstance(result, dict | list):
                 status, result = 502, {"error": NOT_A_RESULT}
@@ -230,6 +247,9 @@ class Proxy:
         path = os.path.join(self.log_dir, activation_id + ".log")
         temp = os.path.join(self.log_dir, f".{activation_id}.tmp")
         data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        if len(data) > LOG_FILE_LIMIT:
+            ending = (self.logs.truncation_line() + "\n").encode()
+            data = data[: data.rfind(b"\n", 0, LOG_FILE_LIMIT - len(ending)) + 1] + ending
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:

@@ -4,10 +4,16 @@ processes on the session's own RabbitMQ vhost and Redis database, with real cont
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,9 +23,11 @@ from bus.broker import HEALTH, Broker, settle
 from bus.codec import unpack
 from bus.config import Settings
 from bus.models import Heartbeat
-from cli.cluster import ClusterError, LocalCluster, settings_env
+from cli.cluster import COMPONENTS, ClusterError, LocalCluster, settings_env
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
+# Feed retries after 100, 200, 400 ms..., and feed leases that expire in 3 s, keep tests short.
+FEED_ENV = {"FT_FEED_RETRY_BASE_MS": "100", "FT_FEED_LEASE_TTL_MS": "3000"}
 
 
 @dataclass
@@ -78,8 +86,8 @@ async def cluster(
     tag = uuid.uuid4().hex[:6]
     processes = LocalCluster(
         env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
-                         port=_free_port(), work_dir=settings.work_dir, user_memory_mb=1024,
-                         stem_cells=STEM_CELLS),
+                         port=_free_port(), work_dir=settings.work_dir, user_memory_mb=4096,
+                         stem_cells=STEM_CELLS) | {"FT_ASYNC_RETRY_BASE_MS": "200"} | FEED_ENV,
         invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
     )
@@ -102,3 +110,52 @@ async def http(cluster: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=cluster.api_host,
                                      headers=cluster.auth_header) as s:
         yield s
+
+
+def _spawn_initializer(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-c", COMPONENTS["initializer"]],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+
+
+@dataclass
+class ExtraInitializers:
+    """More initializer processes beside the cluster's (feeds, leases, alarm claims).
+
+    ``start(keep=True)`` hands the process to the cluster, which stops it at the end of the
+    session (a replacement for one a test killed); the others stop when the test ends."""
+
+    cluster: Cluster
+    started: list[subprocess.Popen[bytes]]
+
+    async def start(self, *, keep: bool = False, timeout: float = 30) -> subprocess.Popen[bytes]:
+        processes = self.cluster.processes
+        name = f"initializer-extra-{uuid.uuid4().hex[:6]}"
+        log_path = (processes.log_dir or Path(tempfile.gettempdir())) / f"{name}.log"
+        proc = await asyncio.to_thread(_spawn_initializer, processes.env, log_path)
+        if keep:
+            processes.procs[name] = proc
+        else:
+            self.started.append(proc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while b" ready" not in log_path.read_bytes():
+            if proc.poll() is not None or loop.time() > deadline:
+                raise AssertionError(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
+            await asyncio.sleep(0.1)
+        return proc
+
+
+@pytest.fixture
+async def initializers(cluster: Cluster) -> AsyncIterator[ExtraInitializers]:
+    extra = ExtraInitializers(cluster, [])
+    yield extra
+    for proc in extra.started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in extra.started:
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)

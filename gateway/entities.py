@@ -1,0 +1,50 @@
+"""Request steps every entity collection shares: listing with ``limit``/``skip``/``count``, and
+writing a document with compare-and-set against the version read earlier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from gateway.auth import namespace
+from gateway.errors import ALREADY_EXISTS, CONFLICT, ApiError
+from gateway.jsonio import json_response
+from gateway.state import LIMITS, STORE
+from gateway.validation import list_window
+
+E = TypeVar("E", bound=BaseModel)
+
+
+async def list_response(
+    request: web.Request, collection: str, model: type[E],
+    summary: Callable[[E], dict[str, Any]],
+) -> web.Response:
+    """The caller's entities newest first (``[summary...]``), or ``{collection: N}``."""
+    ns = namespace(request)
+    window = list_window(request, collection, request.app[LIMITS])
+    store = request.app[STORE]
+    if window.count:
+        return json_response({collection: await store.count_entities(collection, ns)})
+    docs = await store.list_entities(collection, ns, model, skip=window.skip, limit=window.limit)
+    return json_response([summary(doc) for doc in docs])
+
+
+def refuse_overwrite(existing: BaseModel | None, overwrite: bool) -> None:
+    if existing is not None and not overwrite:
+        raise ApiError(409, ALREADY_EXISTS)
+
+
+async def store_document(
+    request: web.Request, collection: str, ns: str, name: str, doc: BaseModel, updated: int,
+    replaces: BaseModel | None,
+) -> None:
+    """Create, or replace exactly the document read earlier: a concurrent writer makes this a
+    409 rather than a lost update."""
+    stored = await request.app[STORE].put_entity(
+        collection, ns, name, doc, updated, replaces=replaces
+    )
+    if not stored:
+        raise ApiError(409, CONFLICT)
