@@ -32,6 +32,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from pamqp.commands import Basic
 from pydantic import BaseModel
 
 from bus.codec import CONTENT_TYPE, pack
@@ -46,6 +47,14 @@ EVENTS = "ft.events"
 DEAD = "ft.dead"
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class PublishRefused(Exception):
+    """The broker did not take responsibility for a message."""
+
+
+class Unroutable(PublishRefused):
+    """A mandatory message matched no queue (e.g. a vanished invoker's)."""
 
 
 def invoker_queue(invoker_id: str) -> str:
@@ -159,7 +168,14 @@ class Broker:
             headers=headers,
         )
         exchanges = self._exchanges if confirm else self._fast_exchanges
-        await exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+        outcome = await exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+        # aio-pika reports an unroutable mandatory message as a normal return whose delivery
+        # is a Basic.Return: treat it, and a nack, as the failure it is.
+        delivery = getattr(outcome, "delivery", None)
+        if isinstance(delivery, Basic.Return):
+            raise Unroutable(f"{exchange or '(default)'}/{routing_key}: {delivery.reply_text}")
+        if isinstance(delivery, Basic.Nack):
+            raise PublishRefused(f"{exchange or '(default)'}/{routing_key} was nacked")
 
     # -- consuming ---------------------------------------------------------------------------
 

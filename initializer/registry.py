@@ -40,6 +40,10 @@ class InvokerRegistry:
             async with self.changed:
                 self.changed.notify_all()
 
+    def forget(self, invoker_id: str) -> None:
+        """Drop an invoker until its next heartbeat (e.g. its queue vanished)."""
+        self.invokers.pop(invoker_id, None)
+
     def placed(self, invoker_id: str, activation_id: str, memory: int) -> None:
         self.invokers[invoker_id].inflight[activation_id] = memory
 

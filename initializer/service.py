@@ -15,7 +15,7 @@ import uuid
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, invoker_queue, settle
+from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, Unroutable, invoker_queue, settle
 from bus.codec import unpack
 from bus.config import Settings, get_settings
 from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
@@ -129,8 +129,12 @@ class Initializer:
             try:
                 await self.broker.publish(req, routing_key=invoker_queue(invoker),
                                           message_id=req.activation_id)
+            except Unroutable as exc:
+                # Its queue is gone: not an invoker we can use until it announces itself again.
+                log.warning("invoker %s has no queue (%s); forgetting it", invoker, exc)
+                self.registry.forget(invoker)
+                continue
             except Exception as exc:
-                # Unroutable (its queue is gone) or the broker refused: try again elsewhere.
                 log.warning("could not hand %s to %s: %s", req.activation_id, invoker, exc)
                 await asyncio.sleep(0.1)
                 continue

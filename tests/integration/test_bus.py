@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from bus.broker import Broker, settle
+from bus.broker import Broker, Unroutable, settle
 from bus.codec import unpack
 from bus.ids import new_activation_id, now_ms
 from bus.models import (
@@ -80,9 +81,16 @@ async def test_confirmed_publish_reaches_fanout_consumer(broker: Broker) -> None
         await settle(message)
 
     await broker.consume(None, on_message, prefetch=10, bind_to="ft.health")
+    # Draining, so the session's real initializer never places work on this made-up invoker.
     beat = Heartbeat(invoker_id="i0", at=now_ms(), user_memory=1024, free_memory=512, busy=1,
-                     queued=0, warm=["guest/a@0.0.1#x"])
+                     queued=0, warm=["guest/a@0.0.1#x"], draining=True)
     await broker.publish(beat, routing_key="", exchange="ft.health", persistent=False,
                          mandatory=False)
     received = await asyncio.wait_for(got.get(), 5)
     assert received == beat
+
+
+async def test_unroutable_publish_raises_instead_of_vanishing(broker: Broker) -> None:
+    beat = Heartbeat(invoker_id="x", at=now_ms(), user_memory=1, free_memory=1, busy=0, queued=0)
+    with pytest.raises(Unroutable):
+        await broker.publish(beat, routing_key="ft.invoker.no-such-invoker")
