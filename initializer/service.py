@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import uuid
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, Unroutable, invoker_queue, settle
 from bus.codec import unpack
-from bus.config import Settings, get_settings
+from bus.config import Settings
 from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
 from bus.ids import now_ms
 from bus.models import (
@@ -30,6 +29,7 @@ from bus.models import (
     KeyValue,
     StatusCode,
 )
+from bus.process import connections, run_process, stop_on_signals
 from bus.store import Store
 from initializer.alarms import AlarmScheduler
 from initializer.destinations import DestinationConsumer
@@ -171,22 +171,13 @@ class Initializer:
 
 
 async def serve(settings: Settings) -> None:
-    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
-    broker = await Broker.connect(settings.amqp_url, name="initializer")
-    initializer = Initializer(settings, store, broker)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await initializer.start()
-    await stop.wait()
-    await initializer.stop()
-    await broker.close()
-    await store.close()
+    stop = stop_on_signals()
+    async with connections(settings, "initializer") as (store, broker):
+        initializer = Initializer(settings, store, broker)
+        await initializer.start()
+        await stop.wait()
+        await initializer.stop()
 
 
 def run() -> None:
-    import uvloop
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvloop.run(serve(get_settings()))
+    run_process(serve)

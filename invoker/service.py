@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,13 +16,14 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from bus.broker import HEALTH, Broker, settle, spawn
 from bus.codec import unpack
-from bus.config import Settings, get_settings
+from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import (
     ActivationRecord,
     ActivationRequest,
     Heartbeat,
 )
+from bus.process import connections, run_process, stop_on_signals
 from bus.store import Store
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle
@@ -328,25 +328,16 @@ class Invoker:
 async def serve(settings: Settings) -> None:
     from invoker.backends.docker import DockerBackend
 
-    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
-    broker = await Broker.connect(settings.amqp_url, name=f"invoker {settings.invoker_id}")
-    backend = DockerBackend(settings)
-    invoker = Invoker(settings, store, broker, backend)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await invoker.start()
-    await stop.wait()
-    log.info("invoker %s stopping", settings.invoker_id)
-    await invoker.stop()
-    await backend.close()
-    await broker.close()
-    await store.close()
+    stop = stop_on_signals()
+    async with connections(settings, f"invoker {settings.invoker_id}") as (store, broker):
+        backend = DockerBackend(settings)
+        invoker = Invoker(settings, store, broker, backend)
+        await invoker.start()
+        await stop.wait()
+        log.info("invoker %s stopping", settings.invoker_id)
+        await invoker.stop()
+        await backend.close()
 
 
 def run() -> None:
-    import uvloop
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvloop.run(serve(get_settings()))
+    run_process(serve)
