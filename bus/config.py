@@ -60,11 +60,11 @@ class Settings(BaseSettings):
     # at a time, which the proxy cuts at 20 MB. Mounting needs CAP_SYS_ADMIN; without it (or
     # with 0) the directory is a plain one under work_dir.
     container_io_quota_mb: int = 24
-    # CPU time: besides its share under contention (cpu-shares by memory, as OpenWhisk), a
-    # container may use at most this many times its memory's part of the host's CPUs (Lambda's
-    # CPU-by-memory rule: 256 MB of a 2048 MB invoker on 4 cores is half a core), so spinning
-    # actions cannot starve the platform's own processes and their neighbours. 0: no cap.
-    container_cpu_limit_factor: float = 1.0
+    # CPU time: under contention containers share the CPUs by memory (cpu-shares, as OpenWhisk).
+    # Besides, one container may use at most this fraction of the host's CPUs, or its memory's
+    # part of them if that is more: an action spinning on every core cannot starve the
+    # platform's own processes and its neighbours. 0: no cap.
+    container_cpu_cap: float = 0.25
     work_dir: Path = Path("/var/lib/funtainer")
     docker_url: str = "unix:///var/run/docker.sock"
     image_prefix: str = "funtainer"

@@ -56,6 +56,8 @@ class ActionExec(BaseModel):
     code_size: int = 0
     binary: bool = False
     main: str | None = None
+    # kind "sequence": fully qualified "/ns/[pkg/]name" of each component, in order.
+    components: list[str] | None = None
 
 
 class ActionDoc(BaseModel):
@@ -98,12 +100,13 @@ class ActionSnapshot(BaseModel):
     name: str
     version: str
     kind: str
-    code_digest: str | None
+    code_digest: str | None = None  # None for sequences (no code)
     binary: bool = False
     main: str = "main"
     limits: Limits = Field(default_factory=Limits)
     init_env: dict[str, str] = Field(default_factory=dict)
     provide_api_key: bool = False
+    components: list[str] | None = None  # a sequence: run by the initializer, not an invoker
 
     @property
     def path(self) -> str:
@@ -143,6 +146,7 @@ class ActivationRequest(BaseModel):
     attempt: int = 1
     cause: str | None = None
     policy: AsyncPolicy | None = None
+    caused_by: str | None = None  # "sequence" for a sequence's components (an annotation)
 
 
 class ActivationDone(BaseModel):
@@ -221,9 +225,13 @@ class ActivationRecord(BaseModel):
     invoker: str | None = None
     container_start: str | None = None  # "warm", "prewarm" or "cold"
     attempts: int = 1
+    # A sequence's duration is the sum of its components', not its wall-clock time.
+    reported_duration: int | None = None
 
     @property
     def duration(self) -> int:
+        if self.reported_duration is not None:
+            return self.reported_duration
         return max(0, self.end - self.start) if self.end else 0
 
     def annotation(self, key: str, default: JSON = None) -> JSON:
@@ -282,3 +290,36 @@ def _json_size(value: JSON) -> int:
 
 
 ActivationDone.model_rebuild()
+
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+
+
+class PackageBinding(BaseModel):
+    """What a binding points at: OpenWhisk's ``{"namespace": ..., "name": ...}``."""
+
+    namespace: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class PackageDoc(BaseModel):
+    """A package or, with ``binding`` set, a package binding (OpenWhisk's WhiskPackage).
+    Its actions are stored as actions in the namespace ``<namespace>/<name>``."""
+
+    namespace: str
+    name: str
+    version: str = "0.0.1"
+    publish: bool = False
+    binding: PackageBinding | None = None
+    parameters: list[KeyValue] = Field(default_factory=list)
+    annotations: list[KeyValue] = Field(default_factory=list)
+    updated: int = 0
+
+    @property
+    def path(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -10,6 +10,7 @@ from bus.ids import now_ms
 from bus.models import ActionDoc, ActionSnapshot, ActivationRequest, AsyncPolicy
 
 PROVIDE_API_KEY = "provide-api-key"
+SEQUENCE = "sequence"
 
 
 class ParametersNotAllowed(ValueError):
@@ -38,7 +39,9 @@ def build_payload(doc: ActionDoc, args: Any, base: dict[str, Any] | None = None)
     array argument passes as-is, unmerged."""
     if isinstance(args, list):
         return args
-    params = {**(base or {}), **{kv.key: kv.value for kv in doc.parameters if not kv.init}}
+    # A sequence's only parameter is its internal component list; it never reaches actions.
+    own = [] if doc.exec.kind == SEQUENCE else doc.parameters
+    params = {**(base or {}), **{kv.key: kv.value for kv in own if not kv.init}}
     if not args:
         return params
     # With the `final` annotation, parameters that have a value cannot be overridden.
@@ -67,7 +70,7 @@ def async_policy(doc: ActionDoc) -> AsyncPolicy:
 def build_request(
     doc: ActionDoc, payload: Any, *, namespace: str, api_key: str | None, activation_id: str,
     transaction_id: str, reply_to: str | None = None, asynchronous: bool = False,
-    cause: str | None = None,
+    cause: str | None = None, caused_by: str | None = None,
 ) -> ActivationRequest:
     """``asynchronous`` requests carry the action's async policy (retries, destinations);
     ``api_key`` is the caller's ``uuid:key``, passed on only if the action asks for it."""
@@ -83,6 +86,7 @@ def build_request(
         limits=doc.limits,
         init_env={kv.key: _env_value(kv.value) for kv in doc.parameters if kv.init},
         provide_api_key=provide_api_key,
+        components=doc.exec.components,
     )
     policy = async_policy(doc) if asynchronous else None
     return ActivationRequest(
@@ -99,4 +103,5 @@ def build_request(
         max_age_ms=policy.max_event_age_s * 1000 if policy else 6 * 3600 * 1000,
         cause=cause,
         policy=policy,
+        caused_by=caused_by,
     )

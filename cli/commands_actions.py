@@ -10,7 +10,7 @@ from urllib.parse import quote
 from cli.client import ClientError, Response
 from cli.context import Context
 from cli.errors import EXIT_API, EXIT_NOT_FINISHED, EXIT_OK, CliError
-from cli.names import QualifiedName
+from cli.names import QualifiedName, parse_qualified_name
 from cli.output import (
     annotation,
     format_action_list,
@@ -51,10 +51,20 @@ def _limits(args: argparse.Namespace) -> dict[str, int]:
 
 def build_action_body(args: argparse.Namespace, name: QualifiedName, update: bool) -> dict:
     body: dict[str, Any] = {"namespace": name.namespace, "name": name.name}
-    if args.file:
+    if args.sequence:
+        components = args.sequence if isinstance(args.sequence, str) else args.file
+        if not components or (isinstance(args.sequence, str) and args.file):
+            raise CliError("Invalid argument(s). A sequence needs a comma-separated list of "
+                           "actions.")
+        if args.kind or args.main:
+            raise CliError("Invalid argument(s). --kind and --main cannot be used with "
+                           "--sequence.")
+        body["exec"] = sequence_exec(components, name.namespace)
+    elif args.file:
         body["exec"] = build_exec(args.file, args.kind, args.main)
     elif not update:
-        raise CliError("Invalid argument(s). An action name and code artifact are required.")
+        # ACTION is optional to argparse only because --sequence may carry the list instead.
+        raise CliError("the following arguments are required: ACTION")
     elif args.kind or args.main:
         raise CliError("Invalid argument(s). --kind and --main need a code file.")
 
@@ -70,6 +80,13 @@ def build_action_body(args: argparse.Namespace, name: QualifiedName, update: boo
     if update and args.del_annotation:
         body["delAnnotations"] = list(args.del_annotation)
     return body
+
+
+def sequence_exec(components: str, default_namespace: str) -> dict[str, Any]:
+    """wsk sends sequence components fully qualified: ``a,pkg/b`` -> ``/ns/a``, ``/ns/pkg/b``."""
+    names = [parse_qualified_name(c.strip(), default_namespace)
+             for c in components.split(",") if c.strip()]
+    return {"kind": "sequence", "components": [f"/{n.namespace}/{n.entity}" for n in names]}
 
 
 def action_create(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from cli import commands_property as properties
 from cli import commands_server as server
 from cli.client import ApiUnreachable
 from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from cli.parser_packages import add_package_commands
 from cli.parser_parts import (
     add_annotation_flags,
     add_list_flags,
@@ -84,8 +85,17 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
         parser.add_argument(
             "file",
             metavar="ACTION",
-            nargs="?" if verb == "update" else None,
+            nargs="?",  # required unless --sequence (checked with the other flags)
             help="code file: .py, .js (kind from the extension) or .zip (needs --kind)",
+        )
+        parser.add_argument(
+            "--sequence",
+            nargs="?",
+            const=True,
+            metavar="ACTIONS",
+            # wsk takes the list either as ACTION or right after the flag.
+            help="treat ACTION (or ACTIONS) as a comma-separated list of actions forming a "
+            "sequence",
         )
         parser.add_argument("--kind", metavar="KIND", help="runtime KIND, e.g. python:default")
         parser.add_argument("--main", metavar="MAIN", help="name of the action entry point")
@@ -310,6 +320,7 @@ def build_parser() -> Parser:
     _add_activation_commands(subparsers, common)
     add_trigger_commands(subparsers, common)
     add_rule_commands(subparsers, common)
+    add_package_commands(subparsers, common)
     _add_property_commands(subparsers)
     _add_server_commands(subparsers)
     return parser

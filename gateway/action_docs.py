@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus.models import ActionDoc, ActionExec, KeyValue, Limits
-from bus.requests import PROVIDE_API_KEY
+from bus.requests import PROVIDE_API_KEY, SEQUENCE
 from gateway.entity_docs import (
     bump_patch,
     checked_key_values,
@@ -19,6 +19,7 @@ from gateway.entity_docs import (
     parse_common_put,
 )
 from gateway.errors import ApiError, malformed, too_large
+from gateway.sequence_docs import parse_components
 from gateway.validation import GatewayLimits
 from runtimes.kinds import resolve_kind, supported_kinds
 
@@ -91,6 +92,7 @@ class ExecPut:
     code: str
     code_size: int  # bytes of UTF-8
     main: str | None
+    components: list[str] | None = None  # a sequence's, as given (resolved at PUT)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,9 @@ def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
     raw_kind = value.get("kind")
     if not isinstance(raw_kind, str):
         raise malformed("'kind' must be a string defined in 'exec'")
+    if raw_kind == SEQUENCE:
+        components = parse_components(value.get("components"))
+        return ExecPut(kind=SEQUENCE, code="", code_size=0, main=None, components=components)
     kind = resolve_kind(raw_kind)
     if kind is None:
         raise unsupported_kind(raw_kind.strip().lower())
@@ -198,7 +203,9 @@ def updated_doc(
 def action_json(doc: ActionDoc, code: str | None, *, include_code: bool = True) -> dict[str, Any]:
     """OpenWhisk's WhiskAction JSON (GET, PUT and DELETE answers)."""
     exec_json: dict[str, Any] = {"kind": doc.exec.kind}
-    if include_code:
+    if doc.exec.components is not None:
+        exec_json["components"] = doc.exec.components
+    elif include_code:
         exec_json["code"] = code if code is not None else ""
     exec_json["binary"] = doc.exec.binary
     if doc.exec.main:

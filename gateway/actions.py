@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from bus.ids import now_ms
@@ -21,6 +23,7 @@ from gateway.auth import namespace
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import NOT_FOUND, ApiError
 from gateway.jsonio import json_response
+from gateway.sequence_docs import actions_parameter, resolve_components
 from gateway.state import LIMITS, STORE
 from gateway.validation import bool_param, check_entity_name, read_object
 
@@ -28,6 +31,8 @@ COLLECTION = "actions"
 
 
 async def _store_exec(store: Store, spec: ExecPut) -> ActionExec:
+    if spec.components is not None:  # a sequence has no code
+        return ActionExec(kind=spec.kind, components=spec.components)
     digest = await store.put_code(spec.code)
     return ActionExec(
         kind=spec.kind, code_digest=digest, code_size=spec.code_size,
@@ -47,6 +52,11 @@ async def put_action(request: web.Request) -> web.Response:
     store = request.app[STORE]
     put = parse_action_put(await read_object(request, limits.request_bytes), limits)
 
+    if put.exec is not None and put.exec.components is not None:
+        components = await resolve_components(
+            store, put.exec.components, caller_ns=ns, self_owner=ns, self_name=name)
+        put = replace(put, exec=replace(put.exec, components=components),
+                      parameters=actions_parameter(components))
     existing = await store.get_action(ns, name)
     refuse_overwrite(existing, overwrite)
     updated = now_ms()

@@ -19,8 +19,10 @@ from bus.broker import Broker
 from bus.config import Settings, get_settings
 from bus.models import NamespaceAuth
 from bus.store import Store
-from gateway import actions, activations, feeds, invoke, rules, triggers
+from gateway import actions, activations, feeds, invoke, package_actions, packages, rules, triggers
+from gateway import web as web_actions
 from gateway.auth import AuthCache, auth_middleware, namespace
+from gateway.catalog import install_catalog
 from gateway.errors import request_context
 from gateway.jsonio import json_response
 from gateway.replies import Waiters
@@ -109,6 +111,25 @@ def _add_routes(app: web.Application) -> None:
         "/api/v1/namespaces/" + feeds.SYSTEM_NAMESPACE + "/actions/{package}/{name}",
         feeds.invoke_feed,
     )
+    _add_package_routes(app, ns)
+
+
+def _add_package_routes(app: web.Application, ns: str) -> None:
+    package = ns + "/packages/{name}"
+    packaged_action = ns + "/actions/{pkg}/{name}"
+    app.router.add_get(ns + "/packages", packages.list_packages)
+    app.router.add_put(package, packages.put_package)
+    app.router.add_get(package, packages.get_package_handler)
+    app.router.add_delete(package, packages.delete_package)
+    app.router.add_get(ns + "/actions/{pkg}/", package_actions.list_packaged_actions)
+    app.router.add_put(packaged_action, package_actions.put_packaged_action)
+    app.router.add_get(packaged_action, package_actions.get_packaged_action)
+    app.router.add_delete(packaged_action, package_actions.delete_packaged_action)
+    # POSTs to whisk.system's packages reach feeds.invoke_feed first (registered earlier),
+    # which hands every action that is not a built-in feed on to the package invoke.
+    app.router.add_post(packaged_action, package_actions.invoke_packaged_action)
+    # Web actions: no authentication required, every method (the handler refuses others).
+    app.router.add_route("*", "/api/v1/web/{ns}/{pkg}/{tail:.+}", web_actions.web_action)
 
 
 async def ensure_guest(store: Store, settings: Settings) -> None:
@@ -123,6 +144,7 @@ async def ensure_guest(store: Store, settings: Settings) -> None:
 
 async def _on_startup(app: web.Application) -> None:
     await ensure_guest(app[STORE], app[SETTINGS])
+    await install_catalog(app[STORE])
     await app[WAITERS].start()
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
 

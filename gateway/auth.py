@@ -30,6 +30,9 @@ class Identity:
 
 IDENTITY = web.RequestKey("identity", Identity)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
 
 def identity(request: web.Request) -> Identity:
     return request[IDENTITY]
@@ -38,6 +41,23 @@ def identity(request: web.Request) -> Identity:
 def namespace(request: web.Request) -> str:
     """The caller's namespace (what ``_`` or the explicit ``{ns}`` in the path resolved to)."""
     return request[IDENTITY].namespace
+
+
+# Handlers that may be asked about another namespace (reads of public packages and their
+# actions); they check the entitlement themselves, against the package they resolve.
+_OTHER_NAMESPACE_HANDLERS: set[object] = set()
+
+
+def reads_other_namespaces(handler: Handler) -> Handler:
+    """Mark a handler that serves ``/namespaces/{ns}/...`` for namespaces not the caller's."""
+    _OTHER_NAMESPACE_HANDLERS.add(handler)
+    return handler
+
+
+def path_namespace(request: web.Request) -> str:
+    """The ``{ns}`` of the path with ``_`` resolved to the caller's namespace."""
+    requested = request.match_info.get("ns", "_")
+    return request[IDENTITY].namespace if requested == "_" else requested
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -96,10 +116,6 @@ class AuthCache:
                 del self._entries[credential]
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
-
 def auth_middleware(cache: AuthCache) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -119,7 +135,11 @@ def auth_middleware(cache: AuthCache) -> Middleware:
         if found is None:
             raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE)
         requested = match_info.get("ns")
-        if requested is not None and requested not in ("_", found.namespace):
+        if (
+            requested is not None
+            and requested not in ("_", found.namespace)
+            and match_info.handler not in _OTHER_NAMESPACE_HANDLERS
+        ):
             raise ApiError(403, FORBIDDEN)
         request[IDENTITY] = found
         return await handler(request)

@@ -43,6 +43,8 @@ CORS_HEADERS = {
     ),
 }
 
+WEB_PREFIX = "/api/v1/web/"
+
 TRANSACTION_ID = web.RequestKey("transaction_id", str)
 
 # A client-chosen request id is echoed in headers and logs: keep it to a safe, short alphabet.
@@ -116,7 +118,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     tid = _adopt_request_id(request.headers.get("X-Request-ID"))
     request[TRANSACTION_ID] = tid
     response: web.StreamResponse
-    if request.method == "OPTIONS" and request.path.startswith("/api/v1"):
+    # Web actions answer OPTIONS and set CORS themselves (``web-custom-options``).
+    is_web = request.path.startswith(WEB_PREFIX)
+    if request.method == "OPTIONS" and request.path.startswith("/api/v1") and not is_web:
         # CORS preflight: answered here for every API path, without authentication.
         response = web.Response(status=200)
     else:
@@ -132,5 +136,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("unhandled error in %s %s (tid %s)", request.method, request.path, tid)
             response = error_response(500, INTERNAL, tid)
     response.headers["X-Request-ID"] = tid
-    response.headers.update(CORS_HEADERS)
+    if not is_web:
+        response.headers.update(CORS_HEADERS)
     return response

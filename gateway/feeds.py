@@ -20,10 +20,11 @@ from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord, ActivationResponse, KeyValue, StatusCode
 from bus.store import Store
 from gateway.auth import identity
-from gateway.errors import NOT_FOUND, UNAVAILABLE, ApiError, malformed
+from gateway.errors import UNAVAILABLE, ApiError, malformed
 from gateway.feed_params import FEED_ACTIONS, FeedError, build_feed
 from gateway.invoke import ACTIVATION_ID_HEADER, answer, timeout_param
 from gateway.jsonio import json_response
+from gateway.package_actions import invoke_in_package
 from gateway.state import BROKER, LIMITS, STORE
 from gateway.trigger_docs import TRIGGERS
 from gateway.validation import bool_param, is_entity_name, parse_json, read_body
@@ -105,12 +106,13 @@ async def _lifecycle(app: web.Application, ns: str, kind: FeedKind, args: dict[s
 
 async def invoke_feed(request: web.Request) -> web.Response:
     """``POST /api/v1/namespaces/whisk.system/actions/{package}/{name}``: public to every
-    authenticated caller; other packaged actions are not served here (404)."""
+    authenticated caller; other actions of whisk.system's packages (the catalog) are invoked
+    like any packaged action."""
     app = request.app
     package, name = request.match_info["package"], request.match_info["name"]
     kind = FEED_ACTIONS.get((package, name))
     if kind is None:
-        raise ApiError(404, NOT_FOUND)
+        return await invoke_in_package(request, SYSTEM_NAMESPACE, package, name)
     ns = identity(request).namespace
     blocking = bool_param(request, "blocking")
     result_only = bool_param(request, "result")

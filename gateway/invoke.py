@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from bus.broker import ACTIVATIONS
 from bus.ids import new_activation_id
-from bus.models import (
-    ActivationRecord,
-    StatusCode,
-)
+from bus.models import ActionDoc, ActivationRecord, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from gateway.auth import identity
 from gateway.errors import (
@@ -92,14 +90,33 @@ async def invoke_action(request: web.Request) -> web.Response:
     except ParametersNotAllowed as exc:
         raise ApiError(400, PARAMETERS_NOT_ALLOWED) from exc
 
+    max_wait_ms = app[SETTINGS].max_blocking_wait_ms
+    wait_ms = min(timeout_ms, max_wait_ms) if timeout_ms is not None else max_wait_ms
+    activation_id, record = await activate(
+        app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
+        tid=transaction_id(request), wait_ms=wait_ms if blocking else None,
+    )
+    headers = {ACTIVATION_ID_HEADER: activation_id}
+    if record is None:
+        return json_response({"activationId": activation_id}, status=202, headers=headers)
+    return answer(record, result_only, headers)
+
+
+async def activate(
+    app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str,
+    api_key: str | None, tid: str, wait_ms: int | None,
+) -> tuple[str, ActivationRecord | None]:
+    """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
+    long for its record. The record is None when not waiting or the wait expired (the
+    activation goes on). Publish failures are a 503."""
+    blocking = wait_ms is not None
     waiters = app[WAITERS]
     activation_id = new_activation_id()
     activation = build_request(
-        doc, payload, namespace=caller.namespace, api_key=caller.api_key,
-        activation_id=activation_id, transaction_id=transaction_id(request),
+        doc, payload, namespace=namespace, api_key=api_key,
+        activation_id=activation_id, transaction_id=tid,
         reply_to=waiters.queue_name if blocking else None, asynchronous=not blocking,
     )
-    headers = {ACTIVATION_ID_HEADER: activation_id}
     future = waiters.register(activation_id) if blocking else None
     try:
         await app[BROKER].publish(activation, routing_key=ACTIVATIONS, message_id=activation_id)
@@ -110,27 +127,21 @@ async def invoke_action(request: web.Request) -> web.Response:
     except BaseException:  # cancelled while publishing: nobody will wait
         waiters.discard(activation_id)
         raise
-
-    if future is None:
-        return json_response({"activationId": activation_id}, status=202, headers=headers)
-    max_wait_ms = app[SETTINGS].max_blocking_wait_ms
-    wait_ms = min(timeout_ms, max_wait_ms) if timeout_ms is not None else max_wait_ms
-    record = await _wait_for_record(request, future, activation_id, wait_ms / 1000)
-    if record is None:
-        return json_response({"activationId": activation_id}, status=202, headers=headers)
-    return answer(record, result_only, headers)
+    if future is None or wait_ms is None:
+        return activation_id, None
+    return activation_id, await _wait_for_record(app, future, activation_id, wait_ms / 1000)
 
 
 async def _wait_for_record(
-    request: web.Request, future: ReplyFuture, activation_id: str, wait_s: float
+    app: web.Application, future: ReplyFuture, activation_id: str, wait_s: float
 ) -> ActivationRecord | None:
     try:
         record = await asyncio.wait_for(future, wait_s)
     except TimeoutError:
         record = None
     finally:
-        request.app[WAITERS].discard(activation_id)
+        app[WAITERS].discard(activation_id)
     if record is None:
         # One read, not a poll: a reply lost in a broker reconnect still has its record.
-        record = await request.app[STORE].get_record(activation_id)
+        record = await app[STORE].get_record(activation_id)
     return record

@@ -14,7 +14,16 @@ import uuid
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import ACTIVATIONS, COMPLETIONS, HEALTH, Broker, Unroutable, invoker_queue, settle
+from bus.broker import (
+    ACTIVATIONS,
+    COMPLETIONS,
+    HEALTH,
+    Broker,
+    Unroutable,
+    invoker_queue,
+    settle,
+    spawn,
+)
 from bus.codec import unpack
 from bus.config import Settings
 from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
@@ -39,6 +48,7 @@ from initializer.fires import FireConsumer
 from initializer.placement import choose_invoker
 from initializer.registry import InvokerRegistry
 from initializer.replies import ReplyWaiters
+from initializer.sequences import SequenceRunner, is_sequence
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,8 @@ class Initializer:
                                  waiters=self.waiters, settings=settings)
         self.alarms = AlarmScheduler(lambda: self.feeds.docs.values(), store=store,
                                      fanout=self.fanout)
+        self.sequences = SequenceRunner(store, broker, self.waiters)
+        self._sequences_running: set[asyncio.Task[None]] = set()
         self._activations: AbstractQueue | None = None
         self._event_queues: list[AbstractQueue] = []
 
@@ -116,6 +128,10 @@ class Initializer:
             log.exception("poison message %s sent to ft.dead", message.message_id)
             await settle(message, ack=False, requeue=False)
             return
+        if is_sequence(req):
+            # Runs for as long as its components do: off the consumer's path.
+            spawn(self._run_sequence(req, message), self._sequences_running)
+            return
         memory = req.action.limits.memory
         while True:
             invoker = choose_invoker(self.registry.usable(), req.action.key, memory)
@@ -141,6 +157,18 @@ class Initializer:
             self.registry.placed(invoker, req.activation_id, memory)
             await settle(message)
             return
+
+    async def _run_sequence(self, req: ActivationRequest, message: AbstractIncomingMessage) -> None:
+        try:
+            await self.sequences.run(req, resumed=message.redelivered)
+        except asyncio.CancelledError:
+            raise  # stopping: unacked, so it is redelivered and resumed elsewhere
+        except Exception:
+            log.exception("sequence %s failed; requeued", req.activation_id)
+            await asyncio.sleep(1.0)
+            await settle(message, ack=False, requeue=True)
+            return
+        await settle(message)  # only now: its record is written
 
     async def _wait_for_capacity(self) -> None:
         async with self.registry.changed:

@@ -56,41 +56,53 @@ def _read_and_remove(path: Path, max_bytes: int) -> bytes | None:
         os.close(dir_fd)
 
 
+def _lines_within(data: bytes, limit: int) -> list[str]:
+    """The whole lines of ``data`` that fit in ``limit`` bytes, then the truncation line if
+    anything was cut."""
+    lines: list[str] = []
+    used = 0
+    truncated = len(data) > limit
+    if truncated:  # what was read past the last whole line within the limit is cut
+        data = data[: data.rfind(b"\n", 0, limit) + 1]
+    # Only "\n" ends a log line; splitlines() would also break on \r, \x0c, \u2028...
+    for line in data.decode(errors="replace").split("\n"):
+        if not line:
+            continue
+        used += len(line) + 1
+        if used > limit:
+            truncated = True
+            break
+        lines.append(line)
+    if truncated:
+        lines.append(format_line("stderr", LOGS_TRUNCATED.format(n=limit)))
+    return lines
+
+
+def _read_lines(path: Path, limit: int) -> list[str] | None:
+    data = _read_and_remove(path, limit + 1)  # one byte past the limit tells there was more
+    return _lines_within(data, limit) if data else None
+
+
 async def collect(path: Path, limit_mb: int, *, expect_file: bool) -> list[str]:
     """The log lines of one activation, cut at the action's log limit.
 
     ``expect_file`` is False when the proxy never answered (timeout, crash): then a missing
     file is expected and reported with OpenWhisk's "might be missing" line."""
     limit = limit_mb * 1024 * 1024
-    # One byte past the limit tells whether there was more. A stat of a local file costs
-    # microseconds, less than a hop to a thread.
+    # A stat of a local file costs microseconds, less than a hop to a thread; a big file is
+    # read and split in one, so that ten megabytes of logs do not stall every other
+    # activation this invoker is serving.
     try:
         size = os.lstat(path).st_size
     except OSError:
         size = -1
     if size > _INLINE_READ_LIMIT:
-        data = await asyncio.to_thread(_read_and_remove, path, limit + 1)
+        lines = await asyncio.to_thread(_read_lines, path, limit)
     else:
-        data = _read_and_remove(path, limit + 1) if size >= 0 else None
+        lines = _read_lines(path, limit) if size >= 0 else None
     if limit_mb == 0:
         return []
-    lines: list[str] = []
-    if data:
-        used = 0
-        truncated = len(data) > limit
-        if truncated:  # what was read past the last whole line within the limit is cut
-            data = data[: data.rfind(b"\n", 0, limit) + 1]
-        # Only "\n" ends a log line; splitlines() would also break on \r, \x0c, \u2028...
-        for line in data.decode(errors="replace").split("\n"):
-            if not line:
-                continue
-            used += len(line) + 1
-            if used > limit:
-                truncated = True
-                break
-            lines.append(line)
-        if truncated:
-            lines.append(format_line("stderr", LOGS_TRUNCATED.format(n=limit)))
+    lines = lines or []
     if not expect_file:
         lines.append(format_line("stderr", LOGS_MISSING))
     return lines

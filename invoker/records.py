@@ -77,6 +77,8 @@ def build_record(
     if init_ms is not None:
         annotations.append(KeyValue(key="initTime", value=init_ms))
     annotations.append(KeyValue(key="waitTime", value=max(0, start - req.accepted_at)))
+    if req.caused_by:
+        annotations.append(KeyValue(key="causedBy", value=req.caused_by))
     return ActivationRecord(
         namespace=req.invoking_namespace,
         name=action.name,

@@ -108,13 +108,12 @@ class DockerBackend:
 
     def _cpu_limit(self, memory: int) -> int | None:
         """The container's CPU cap in billionths of a CPU (None: no cap)."""
-        factor = self.settings.container_cpu_limit_factor
-        if factor <= 0:
+        fraction = self.settings.container_cpu_cap
+        if fraction <= 0:
             return None
         host_cpus = os.cpu_count() or 1
-        cpus = host_cpus * memory / self.settings.user_memory_mb * factor
-        # The engine refuses a cap above the host's CPUs, or below a hundredth of one.
-        return int(min(max(cpus, 0.01), host_cpus) * 1e9)
+        memory_share = memory / self.settings.user_memory_mb
+        return int(host_cpus * min(max(memory_share, fraction), 1.0) * 1e9)
 
     def _prepare_io_dir(self, pool_id: str) -> Path:
         io_dir = self.io_root / pool_id
@@ -193,16 +192,31 @@ class DockerBackend:
         return bool(info.get("State", {}).get("OOMKilled"))
 
     async def remove_leftovers(self) -> int:
-        leftovers = await self._call(
-            self._api.containers, all=True, filters={"label": f"{LABEL}={self.settings.invoker_id}"}
-        )
-        await asyncio.gather(*(self._call(self._force_remove, c["Id"]) for c in leftovers))
-        await asyncio.to_thread(_release_io_dir, self.io_root)
+        removed = await self._call(self._remove_all)
         self.io_root.mkdir(parents=True, exist_ok=True)
+        return removed
+
+    def _remove_all(self) -> int:
+        """Every container of this invoker and every proxy directory (and its tmpfs)."""
+        leftovers = self._api.containers(
+            all=True, filters={"label": f"{LABEL}={self.settings.invoker_id}"})
+        for container in leftovers:
+            self._force_remove(container["Id"])
+        _release_io_dir(self.io_root)
         return len(leftovers)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False)
+        """The invoker destroyed its containers before this; one whose creation was still
+        under way then (a stem cell, say) is removed here, with its mount: nothing of an
+        invoker outlives it."""
+        await asyncio.to_thread(self._pool.shutdown, True)  # engine calls in flight first
+        try:
+            removed = await asyncio.to_thread(self._remove_all)
+        except Exception:
+            log.exception("could not remove what is left of invoker %s", self.settings.invoker_id)
+        else:
+            if removed:
+                log.info("removed %d containers created while stopping", removed)
         self._api.close()
 
 
