@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import uuid
 
-import uvloop
 from aiohttp import web
 
 from bus.broker import Broker
-from bus.config import Settings, get_settings
+from bus.config import Settings
 from bus.models import NamespaceAuth
+from bus.process import run_process, stop_on_signals
 from bus.store import Store
 from gateway import actions, activations, feeds, invoke, package_actions, packages, rules, triggers
 from gateway import web as web_actions
@@ -192,10 +191,7 @@ def build_app(
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until ``stop`` is set (by default: until SIGINT or SIGTERM)."""
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
     broker = await Broker.connect(settings.amqp_url, name="ft-gateway")
     runner: web.AppRunner | None = None
@@ -222,7 +218,4 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
 def run() -> None:
     """``ft gateway``: serve with the environment's settings until SIGINT/SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvloop.run(serve(get_settings()))
+    run_process(serve)
