@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     guest_uuid: str = GUEST_UUID
     guest_key: str = GUEST_KEY
     max_blocking_wait_ms: int = 60_000
+    # Per-namespace throttles (OpenWhisk's ansible defaults); `ft admin limits set` overrides
+    # them for one namespace.
+    invocations_per_minute: int = 60
+    concurrent_invocations: int = 30
+    fires_per_minute: int = 60
 
     # invoker
     # Stable across restarts so an invoker can clean up what its previous life left behind.
@@ -50,6 +55,8 @@ class Settings(BaseSettings):
         ]
     )
     idle_container_ttl_s: float = 600.0
+    # Warm containers idle this long give way to missing stem cells.
+    stem_cell_reclaim_s: float = 30.0
     container_network: str = "none"
     container_user: str = "1000:1000"
     container_pids_limit: int = 256
@@ -72,6 +79,15 @@ class Settings(BaseSettings):
 
     # initializer
     invoker_dead_after_s: float = 10.0
+    # An activation placed on an invoker gets an explicit error record if no completion came
+    # within accepted_at + its timeout + this margin (OpenWhisk's forced completion ack).
+    activation_deadline_margin_s: float = 60.0
+    # Invoker health counts whisk errors and forced timeouts among the last 10 outcomes, but
+    # only those younger than this: with no work placed on an unhealthy invoker there would be
+    # no new outcomes to make it healthy again (OpenWhisk sends test actions instead).
+    invoker_health_window_s: float = 30.0
+    # One initializer drains a dead invoker's queue while it holds this lease.
+    drain_lease_ttl_ms: int = 10_000
     # Queue feeds: a failed message waits base * 2**(attempt-1) ms (capped) before its retry;
     # one initializer runs a feed while it holds the feed's lease.
     feed_retry_base_ms: int = 1000

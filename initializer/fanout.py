@@ -20,9 +20,9 @@ from bus.broker import ACTIVATIONS, Broker
 from bus.events import TriggerDoc, TriggerFire
 from bus.ids import new_transaction_id
 from bus.models import ActionDoc, ActivationRecord, ActivationResponse, StatusCode
+from bus.replies import ReplyFuture, ReplyWaiters
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from bus.store import Store
-from initializer.replies import ReplyFuture, ReplyWaiters
 
 log = logging.getLogger(__name__)
 

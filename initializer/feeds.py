@@ -19,10 +19,10 @@ from bus.broker import Broker, settle, spawn
 from bus.codec import unpack
 from bus.config import Settings
 from bus.events import FEEDS_EXCHANGE, FeedChanged, FeedDoc
+from bus.replies import ReplyWaiters
 from bus.store import Store
 from initializer.fanout import FireFanout
 from initializer.queue_feed import QueueFeedRunner
-from initializer.replies import ReplyWaiters
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from bus.config import Settings
 from bus.events import FeedDoc, TriggerFire
 from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord
+from bus.replies import ReplyWaiters
 from bus.store import Store
 from initializer.batches import (
     ATTEMPT_HEADER,
@@ -33,7 +34,6 @@ from initializer.batches import (
 )
 from initializer.fanout import FireFanout, RuleActivation, TriggerNotFound
 from initializer.queues import ensure_queue
-from initializer.replies import ReplyWaiters
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""What this initializer knows about the invokers: their last heartbeat and the activations
-it placed on them that have not completed yet."""
+"""What this initializer knows about the invokers: their last heartbeat, their recent outcomes,
+and the activations it placed on them that have not completed yet (with their deadlines)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,36 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from bus.models import Heartbeat
+from bus.ids import now_ms
+from bus.models import ActivationRequest, Heartbeat, StatusCode
+from initializer.health import DOWN, UP, Outcome, OutcomeRing, health
 from initializer.placement import InvokerView
+
+
+@dataclass
+class Placed:
+    request: ActivationRequest
+    deadline: int  # epoch ms: past it with no completion, the activation is answered with an error
 
 
 @dataclass
 class InvokerState:
     beat: Heartbeat
     seen_at: float  # monotonic
-    inflight: dict[str, int] = field(default_factory=dict)  # activation id -> memory
+    inflight: dict[str, Placed] = field(default_factory=dict)  # activation id -> placement
+    ring: OutcomeRing = field(default_factory=OutcomeRing)
+
+    def overdue(self, now: int) -> list[Placed]:
+        return [p for p in self.inflight.values() if p.deadline < now]
 
 
 class InvokerRegistry:
-    def __init__(self, dead_after_s: float) -> None:
+    def __init__(
+        self, dead_after_s: float, *, deadline_margin_s: float = 60.0, window_s: float = 30.0
+    ) -> None:
         self.dead_after_s = dead_after_s
+        self.deadline_margin_ms = int(deadline_margin_s * 1000)
+        self.window_s = window_s
         self.invokers: dict[str, InvokerState] = {}
         # Woken whenever capacity may have appeared: a heartbeat or a completion.
         self.changed = asyncio.Condition()
@@ -34,34 +50,61 @@ class InvokerRegistry:
         async with self.changed:
             self.changed.notify_all()
 
-    async def completed(self, invoker_id: str, activation_id: str) -> None:
+    async def completed(self, invoker_id: str, activation_id: str, status: StatusCode) -> None:
         state = self.invokers.get(invoker_id)
-        if state is not None and state.inflight.pop(activation_id, None) is not None:
+        if state is not None:
+            bad = status == StatusCode.WHISK_ERROR
+            state.ring.add(Outcome.WHISK_ERROR if bad else Outcome.OK, time.monotonic())
+        # It may have completed elsewhere (drained from a dead invoker and placed again): it
+        # is no longer in flight anywhere.
+        freed = [s.inflight.pop(activation_id, None) for s in self.invokers.values()]
+        if any(p is not None for p in freed):
             async with self.changed:
                 self.changed.notify_all()
+
+    def timed_out(self, invoker_id: str, activation_id: str) -> None:
+        """A forced completion: the deadline passed with no completion."""
+        state = self.invokers.get(invoker_id)
+        if state is not None and state.inflight.pop(activation_id, None) is not None:
+            state.ring.add(Outcome.TIMEOUT, time.monotonic())
 
     def forget(self, invoker_id: str) -> None:
         """Drop an invoker until its next heartbeat (e.g. its queue vanished)."""
         self.invokers.pop(invoker_id, None)
 
-    def placed(self, invoker_id: str, activation_id: str, memory: int) -> None:
-        self.invokers[invoker_id].inflight[activation_id] = memory
+    def placed(self, invoker_id: str, request: ActivationRequest) -> None:
+        deadline = request.accepted_at + request.action.limits.timeout + self.deadline_margin_ms
+        self.invokers[invoker_id].inflight[request.activation_id] = Placed(request, deadline)
+
+    def overdue(self) -> list[tuple[str, Placed]]:
+        now = now_ms()
+        return [(i, p) for i, s in self.invokers.items() for p in s.overdue(now)]
 
     def status(self, invoker_id: str, now: float | None = None) -> str:
-        """OpenWhisk's /invokers vocabulary, from heartbeats alone (for now)."""
+        """OpenWhisk's /invokers vocabulary."""
         state = self.invokers[invoker_id]
         now = time.monotonic() if now is None else now
-        if now - state.seen_at > self.dead_after_s or state.beat.draining:
-            return "down"
-        return "up"
+        return health(
+            now=now, seen_at=state.seen_at, draining=state.beat.draining, ring=state.ring,
+            overdue=bool(state.overdue(now_ms())), dead_after_s=self.dead_after_s,
+            window_s=self.window_s,
+        )
+
+    def statuses(self) -> dict[str, str]:
+        now = time.monotonic()
+        return {i: self.status(i, now) for i in self.invokers}
+
+    def down(self) -> list[str]:
+        return [i for i, s in self.statuses().items() if s == DOWN]
 
     def usable(self) -> list[InvokerView]:
         now = time.monotonic()
         return [
             InvokerView(
                 id=i, user_memory=s.beat.user_memory,
-                inflight_memory=sum(s.inflight.values()), warm=frozenset(s.beat.warm),
+                inflight_memory=sum(p.request.action.limits.memory for p in s.inflight.values()),
+                warm=frozenset(s.beat.warm),
             )
             for i, s in self.invokers.items()
-            if self.status(i, now) == "up"
+            if self.status(i, now) == UP
         ]

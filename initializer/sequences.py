@@ -27,9 +27,9 @@ from bus.models import (
     KeyValue,
     StatusCode,
 )
+from bus.replies import ReplyFuture, ReplyWaiters
 from bus.requests import SEQUENCE, ParametersNotAllowed, build_payload, build_request
 from bus.store import Store
-from initializer.replies import ReplyFuture, ReplyWaiters
 
 log = logging.getLogger(__name__)
 

@@ -29,26 +29,23 @@ from bus.config import Settings
 from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
 from bus.ids import now_ms
 from bus.models import (
-    ActivationDone,
-    ActivationRecord,
     ActivationRequest,
-    ActivationResponse,
     Completion,
     Heartbeat,
-    KeyValue,
-    StatusCode,
 )
 from bus.process import connections, run_process, stop_on_signals
+from bus.replies import ReplyWaiters
 from bus.store import Store
 from initializer.alarms import AlarmScheduler
+from initializer.answers import answer_with_error
 from initializer.destinations import DestinationConsumer
 from initializer.fanout import FireFanout
 from initializer.feeds import FeedManager
 from initializer.fires import FireConsumer
 from initializer.placement import choose_invoker
 from initializer.registry import InvokerRegistry
-from initializer.replies import ReplyWaiters
 from initializer.sequences import SequenceRunner, is_sequence
+from initializer.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,11 @@ class Initializer:
         self.settings = settings
         self.store = store
         self.broker = broker
-        self.registry = InvokerRegistry(settings.invoker_dead_after_s)
+        self.registry = InvokerRegistry(
+            settings.invoker_dead_after_s, deadline_margin_s=settings.activation_deadline_margin_s,
+            window_s=settings.invoker_health_window_s)
+        self.supervisor = Supervisor(self.id, self.registry, store, broker,
+                                     settings.drain_lease_ttl_ms)
         self.waiters = ReplyWaiters(broker, self.id)
         self.fanout = FireFanout(store, broker)
         self.feeds = FeedManager(self.id, store=store, broker=broker, fanout=self.fanout,
@@ -95,10 +96,12 @@ class Initializer:
         ]
         await self.feeds.start()
         self.alarms.start()
+        self.supervisor.start()
         log.info("initializer %s ready", self.id)
 
     async def stop(self) -> None:
         await self.alarms.stop()
+        await self.supervisor.stop()
         for queue in self._event_queues:
             await self.broker.stop_consuming(queue)
         # Feed batches in flight still need their rule activations placed: keep placing
@@ -117,7 +120,7 @@ class Initializer:
     async def on_completion(self, message: AbstractIncomingMessage) -> None:
         try:
             done = unpack(message.body, Completion)
-            await self.registry.completed(done.invoker_id, done.activation_id)
+            await self.registry.completed(done.invoker_id, done.activation_id, done.status_code)
         finally:
             await settle(message)
 
@@ -154,7 +157,7 @@ class Initializer:
                 log.warning("could not hand %s to %s: %s", req.activation_id, invoker, exc)
                 await asyncio.sleep(0.1)
                 continue
-            self.registry.placed(invoker, req.activation_id, memory)
+            self.registry.placed(invoker, req)
             await settle(message)
             return
 
@@ -179,24 +182,8 @@ class Initializer:
 
     async def _expire(self, req: ActivationRequest) -> None:
         """An explicit error record instead of silence."""
-        now = now_ms()
-        record = ActivationRecord(
-            namespace=req.invoking_namespace, name=req.action.name, version=req.action.version,
-            subject=req.subject, activationId=req.activation_id, start=now, end=now,
-            response=ActivationResponse(
-                status_code=StatusCode.WHISK_ERROR,
-                result={"error": EXPIRED.format(s=req.max_age_ms // 1000)}),
-            annotations=[KeyValue(key="path", value=req.action.path),
-                         KeyValue(key="kind", value=req.action.kind)],
-            cause=req.cause, attempts=req.attempt,
-        )
-        if not await self.store.write_record(record):
-            record = await self.store.get_record(req.activation_id) or record
-        if req.reply_to:
-            await self.broker.publish(
-                ActivationDone(activation_id=req.activation_id, record=record),
-                routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
-
+        await answer_with_error(self.store, self.broker, req,
+                                EXPIRED.format(s=req.max_age_ms // 1000))
 
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()

@@ -102,9 +102,11 @@ class ContainerPool:
         stem_cells: list[StemCellSpec],
         idle_ttl: float,
         new_id: Callable[[], str],
+        stem_cell_reclaim_after: float = 30.0,
     ) -> None:
         self.user_memory = user_memory
         self.idle_ttl = idle_ttl
+        self.stem_cell_reclaim_after = stem_cell_reclaim_after
         self.containers: dict[str, Container] = {}
         self._new_id = new_id
         self._buffer: deque[Job] = deque()
@@ -190,7 +192,8 @@ class ContainerPool:
             for c in _least_recently_used_first(self._in_state(ContainerState.IDLE))
             if now - c.last_used >= self.idle_ttl
         ]
-        return expired + self._serve_buffer_then_refill(now)
+        reclaimed = self._reclaim_for_stem_cells(now)
+        return expired + reclaimed + self._serve_buffer_then_refill(now)
 
     def drain(self) -> list[Job]:
         """Shutdown: accept no more jobs and hand back the buffered ones (oldest first).
@@ -343,6 +346,28 @@ class ContainerPool:
             commands.append(self._mark_removing(container))
             freed += container.memory
         return commands
+
+    def _reclaim_for_stem_cells(self, now: float) -> list[Command]:
+        """Stem cells outrank warm containers nobody has used for `stem_cell_reclaim_after`
+        seconds: with them a new action starts in ~20 ms instead of ~400 ms, while the idle
+        action's next call costs at most a stem-cell start. Only on the periodic tick, and
+        only stale containers, so warm traffic is never churned for it."""
+        if self._draining or self._buffer:
+            return []
+        have = Counter((c.kind, c.memory) for c in self.containers.values() if c.is_stem_cell)
+        missing = sum(
+            memory * (wanted - have[(kind, memory)])
+            for (kind, memory), wanted in self._stem_cell_targets.items()
+            if wanted > have[(kind, memory)]
+        )
+        shortfall = missing - self.free_memory - self._memory_in(ContainerState.REMOVING)
+        if shortfall <= 0:
+            return []
+        stale = [
+            c for c in _least_recently_used_first(self._in_state(ContainerState.IDLE))
+            if now - c.last_used >= self.stem_cell_reclaim_after
+        ]
+        return self._remove_until_freed(stale, shortfall)
 
     def _refill_stem_cells(self, now: float) -> list[Command]:
         """Keep `count` stem cells per spec while memory allows. Buffered jobs come first: while

@@ -60,6 +60,7 @@ class Invoker:
         self.pool = ContainerPool(
             settings.user_memory_mb, settings.stem_cells, settings.idle_container_ttl_s,
             new_id=lambda: f"c{next(counter)}",
+            stem_cell_reclaim_after=settings.stem_cell_reclaim_s,
         )
         self.handles: dict[str, ContainerHandle] = {}
         self.clients: dict[str, ProxyClient] = {}

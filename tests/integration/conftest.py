@@ -28,6 +28,8 @@ from cli.cluster import COMPONENTS, ClusterError, LocalCluster, settings_env
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 # Feed retries after 100, 200, 400 ms..., and feed leases that expire in 3 s, keep tests short.
 FEED_ENV = {"FT_FEED_RETRY_BASE_MS": "100", "FT_FEED_LEASE_TTL_MS": "3000"}
+# Short waits so retries and stem-cell reclaiming happen within a test's time.
+FAST_ENV = {"FT_ASYNC_RETRY_BASE_MS": "200", "FT_STEM_CELL_RECLAIM_S": "2"}
 
 
 @dataclass
@@ -58,11 +60,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_for_invokers(broker: Broker, ids: list[str], timeout: float) -> None:
-    """Until every invoker has sent a heartbeat showing all its stem cells prewarmed."""
+async def wait_for_stem_cells(
+    broker: Broker, ids: list[str], timeout: float, wanted: int | None = None
+) -> None:
+    """Until every invoker has sent a heartbeat showing ``wanted`` stem cells prewarmed
+    (default: all it is configured with)."""
     ready: set[str] = set()
     done = asyncio.Event()
-    wanted = sum(c["count"] for c in STEM_CELLS)
+    if wanted is None:
+        wanted = sum(int(c["count"]) for c in STEM_CELLS)
 
     async def on_beat(message: AbstractIncomingMessage) -> None:
         beat = unpack(message.body, Heartbeat)
@@ -87,14 +93,14 @@ async def cluster(
     processes = LocalCluster(
         env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
                          port=_free_port(), work_dir=settings.work_dir, user_memory_mb=4096,
-                         stem_cells=STEM_CELLS) | {"FT_ASYNC_RETRY_BASE_MS": "200"} | FEED_ENV,
+                         stem_cells=STEM_CELLS) | FAST_ENV | FEED_ENV,
         invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
     )
     processes.start()
     broker = await Broker.connect(settings.amqp_url, name="test-cluster-watch")
     try:
-        await _wait_for_invokers(broker, processes.invoker_ids, timeout=90)
+        await wait_for_stem_cells(broker, processes.invoker_ids, timeout=90)
         await asyncio.to_thread(processes.wait_for_gateway)
     except (TimeoutError, ClusterError):
         processes.stop()

@@ -10,8 +10,9 @@ from typing import Any
 
 import aiohttp
 
+from bus.broker import Broker
 from bus.store import Store
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import Cluster, wait_for_stem_cells
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 
@@ -78,8 +79,11 @@ async def test_action_lifecycle(http: aiohttp.ClientSession) -> None:
 
 
 async def test_blocking_invoke_returns_record_and_uses_a_stem_cell(
-    http: aiohttp.ClientSession, store: Store
+    http: aiohttp.ClientSession, store: Store, broker: Broker, cluster: Cluster
 ) -> None:
+    # Earlier tests may have filled the pools with warm containers: wait until the invokers
+    # reclaimed room and report a stem cell again.
+    await wait_for_stem_cells(broker, cluster.invoker_ids, timeout=60, wanted=1)
     name = _name("greet")
     await _create(http, name, GREET, parameters=[{"key": "name", "value": "World"}])
     status, record = await _invoke(http, name)

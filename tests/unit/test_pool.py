@@ -685,3 +685,41 @@ def test_random_event_sequences_keep_memory_bounded_and_run_every_job_once(seed:
     assert pool.queued_count == 0
     ran = Counter(r.job.activation_id for r in driver.runs)
     assert ran == Counter(j.activation_id for j in submitted)
+
+
+def test_stale_warm_containers_give_way_to_missing_stem_cells() -> None:
+    spec = StemCellSpec(kind=PY, memory=256, count=1)
+    driver = FakeDriver(make_pool(user_memory=512, stem_cells=[spec]))
+    driver.start()
+    first, second = job("a"), job("b")
+    driver.submit(first)  # takes the stem cell; its replacement fits
+    driver.finish(first)
+    driver.submit(second)  # takes the replacement; the pool is full of warm containers
+    driver.finish(second)
+    assert states(driver.pool)[ContainerState.IDLE] == 2
+    assert states(driver.pool)[ContainerState.PREWARMED] == 0
+
+    driver.now = 10.0  # idle, but not stale yet: warm containers stay
+    assert of_type(driver.tick(), Remove) == []
+
+    driver.now = 31.0
+    commands = driver.tick()
+    removed = of_type(commands, Remove)
+    assert [r.container_id for r in removed] == [driver.runs[0].container_id]  # LRU only
+    assert len(of_type(commands, StartStemCell)) == 1
+    assert states(driver.pool)[ContainerState.PREWARMED] == 1
+
+
+def test_recently_used_warm_containers_are_not_reclaimed() -> None:
+    spec = StemCellSpec(kind=PY, memory=256, count=1)
+    driver = FakeDriver(make_pool(user_memory=256, stem_cells=[spec]))
+    driver.start()
+    work = job("a")
+    driver.submit(work)
+    driver.finish(work)
+    for second in range(1, 60, 5):  # used again and again: never stale
+        driver.now = float(second)
+        again = job("a")
+        driver.submit(again)
+        driver.finish(again)
+        assert of_type(driver.tick(), Remove) == []

@@ -1,9 +1,11 @@
-"""This initializer's own reply queue: feed batches wait here for the ``ActivationDone`` of the
-rule activations they caused.
+"""A process's own reply queue: whoever published an activation with ``reply_to`` waits here
+for its ``ActivationDone`` (blocking invokes in the gateway; feed batches and sequences in the
+initializer).
 
 The queue is exclusive and auto-deleted, so it dies with the process; a reply sent after that
-is dropped by the broker, and the redelivered messages are fired again by the feed's next
-owner. A waiter is registered before its activation is published, so no reply can come first.
+is dropped by the broker, and the record in Redis still answers. A waiter is registered before
+its activation is published, so no reply can come first. Replies nobody waits for (the waiter
+gave up, or a redelivered activation answered twice) are acked and dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from bus.models import ActivationDone, ActivationRecord
 
 log = logging.getLogger(__name__)
 
-ReplyFuture = asyncio.Future[ActivationRecord]
+# None: the process is shutting down and will not wait longer.
+ReplyFuture = asyncio.Future[ActivationRecord | None]
 
 
 class ReplyWaiters:

@@ -1,0 +1,76 @@
+"""Rescheduling a dead invoker's work: while an invoker is down, the one initializer holding
+the lease ``drain:<invoker>`` consumes its durable queue and hands every request back to
+``ft.activations`` (attempt + 1) for placement elsewhere.
+
+Each message is acked only after the re-publish was confirmed, so a crash of the drainer
+means redelivery, never loss. A request that already has its record ran before the invoker
+died (its ack was lost): it is just acked. Activations the invoker had taken but not acked
+come back to its queue when its connection dies (SIGKILL), and get drained with the rest;
+a frozen invoker keeps them, which the deadline sweep covers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from bus.broker import ACTIVATIONS, Broker, invoker_queue, settle
+from bus.codec import unpack
+from bus.models import ActivationRequest
+from bus.store import Store
+
+log = logging.getLogger(__name__)
+
+DRAIN_PREFETCH = 32
+
+
+def lease_name(invoker_id: str) -> str:
+    return f"drain:{invoker_id}"
+
+
+class QueueDrain:
+    """Drains one invoker's queue until stopped."""
+
+    def __init__(self, store: Store, broker: Broker, invoker_id: str) -> None:
+        self.store = store
+        self.broker = broker
+        self.invoker_id = invoker_id
+        self.moved = 0
+        self._channel: AbstractChannel | None = None
+
+    async def start(self) -> None:
+        # A channel of its own: closing it on stop returns whatever is unacked to the queue.
+        self._channel = await self.broker.connection.channel()
+        await self._channel.set_qos(prefetch_count=DRAIN_PREFETCH)
+        queue = await self._channel.get_queue(invoker_queue(self.invoker_id), ensure=False)
+        await queue.consume(self._on_message)
+        log.warning("invoker %s is down: draining its queue", self.invoker_id)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            try:
+                await self._channel.close()
+            except Exception as exc:
+                log.warning("closing the drain of %s: %s", self.invoker_id, exc)
+            self._channel = None
+        log.info("stopped draining %s (%d rescheduled)", self.invoker_id, self.moved)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            req = unpack(message.body, ActivationRequest)
+        except Exception:
+            log.exception("poison message %s sent to ft.dead", message.message_id)
+            await settle(message, ack=False, requeue=False)
+            return
+        try:
+            if not await self.store.has_record(req.activation_id):
+                again = req.model_copy(update={"attempt": req.attempt + 1})
+                await self.broker.publish(again, routing_key=ACTIVATIONS,
+                                          message_id=req.activation_id)
+                self.moved += 1
+        except Exception as exc:
+            log.warning("could not reschedule %s: %s", req.activation_id, exc)
+            await settle(message, ack=False, requeue=True)
+            return
+        await settle(message)
