@@ -1,0 +1,167 @@
+"""Fault injection under load: an invoker killed, an invoker frozen, the initializer killed.
+Each prints its counts; every accepted activation must end with exactly one record."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import aiohttp
+
+from bus.store import Store
+from invoker.backends.docker import LABEL
+from tests.faults.conftest import wait_ready
+from tests.faults.load import (
+    ACTIONS,
+    put_action,
+    run_load,
+    sleeper,
+    verdict,
+)
+from tests.integration.conftest import Cluster, ExtraInitializers
+
+NS = "guest"
+
+
+def _containers(invoker_id: str) -> set[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={invoker_id}"],
+                         check=True, capture_output=True, text=True).stdout
+    return set(out.split())
+
+
+async def _states(http: aiohttp.ClientSession) -> dict[str, str]:
+    async with http.get("/invokers") as resp:
+        assert resp.status == 200
+        return dict(await resp.json())
+
+
+async def _until_state(http: aiohttp.ClientSession, invoker_id: str, state: str,
+                       timeout: float = 20) -> float:
+    start = time.monotonic()
+    while (await _states(http)).get(invoker_id) != state:
+        assert time.monotonic() - start < timeout, f"{invoker_id} never became {state}"
+        await asyncio.sleep(0.2)
+    return time.monotonic() - start
+
+
+async def _serves(http: aiohttp.ClientSession, name: str) -> None:
+    async with http.post(f"{ACTIONS}/{name}?blocking=true&result=true", json={"n": -1}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert await resp.json() == {"n": -1}
+
+
+async def test_invokers_route_lists_every_invoker_up(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    await _until_state(http, cluster.invoker_ids[0], "up")
+    assert {i: "up" for i in cluster.invoker_ids}.items() <= (await _states(http)).items()
+
+
+async def test_sigkill_of_a_busy_invoker_loses_nothing(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store
+) -> None:
+    name = f"short-{uuid.uuid4().hex[:6]}"
+    await put_action(http, name, sleeper(0.2), timeout_ms=5000)
+    victim = cluster.invoker_ids[0]
+    load_task = asyncio.create_task(run_load(http, name, 200))
+    await asyncio.sleep(2.0)  # both invokers busy before the kill
+    proc = cluster.processes.procs[victim]
+    os.kill(proc.pid, signal.SIGKILL)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(proc.wait)
+    del cluster.processes.procs[victim]
+    leftovers = _containers(victim)
+    load = await load_task
+    result = await verdict(store, NS, name, load, fault_at)
+    print(f"\n[invoker SIGKILL] {result.line()}")
+    assert result.lost == 0 and result.duplicated == 0
+    assert result.accepted == 200
+    await _serves(http, name)
+    assert (await _states(http))[victim] == "down"
+    # Restore: an invoker with the same id removes what its previous life left behind.
+    assert leftovers, "the killed invoker left no containers: nothing to verify"
+    cluster.processes._spawn(f"{victim}-restarted", "invoker", {"FT_INVOKER_ID": victim})
+    await wait_ready(cluster.processes, cluster.settings, [victim])
+    assert not leftovers & _containers(victim)
+    await _until_state(http, victim, "up")
+
+
+async def test_frozen_invoker_work_completes_elsewhere_or_fails_explicitly(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store
+) -> None:
+    name = f"frozen-{uuid.uuid4().hex[:6]}"
+    await put_action(http, name, sleeper(1.0), timeout_ms=3000)
+    victim = cluster.invoker_ids[1]
+    proc = cluster.processes.procs[victim]
+    load_task = asyncio.create_task(run_load(http, name, 80))
+    await asyncio.sleep(2.0)  # containers busy on both invokers
+    os.kill(proc.pid, signal.SIGSTOP)
+    fault_at = time.monotonic()
+    try:
+        down_after = await _until_state(http, victim, "down")
+        load = await load_task
+        result = await verdict(store, NS, name, load, fault_at)
+        print(f"\n[invoker SIGSTOP] {result.line()} down_after_s={down_after:.1f}")
+        assert result.lost == 0 and result.duplicated == 0
+        assert result.accepted == 80
+        await _serves(http, name)
+        errors = [r for r in [await store.get_record(i) for i in load.accepted]
+                  if r is not None and not r.response.success]
+        for record in errors:
+            assert record.response.result == {"error": (
+                f"The invoker {victim} did not complete the activation in time (unresponsive).")}
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    await _until_state(http, victim, "up", timeout=30)
+
+
+async def test_sigkill_of_the_initializer_loses_nothing(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store,
+    initializers: ExtraInitializers,
+) -> None:
+    name = f"init-{uuid.uuid4().hex[:6]}"
+    await put_action(http, name, sleeper(0.2), timeout_ms=5000)
+    load_holder = asyncio.create_task(run_load(http, name, 200))
+    await asyncio.sleep(1.5)
+    victim = next(n for n, p in cluster.processes.procs.items()
+                  if n.startswith("initializer") and p.poll() is None)
+    proc = cluster.processes.procs[victim]
+    os.kill(proc.pid, signal.SIGKILL)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(proc.wait)
+    del cluster.processes.procs[victim]
+    await initializers.start(keep=True)
+    load = await load_holder
+    result = await verdict(store, NS, name, load, fault_at)
+    print(f"\n[initializer SIGKILL] {result.line()}")
+    assert result.lost == 0 and result.duplicated == 0
+    assert result.accepted == 200
+    await _serves(http, name)
+
+
+async def test_sigterm_drains_an_invoker_and_its_successor_starts_clean(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store
+) -> None:
+    name = f"term-{uuid.uuid4().hex[:6]}"
+    await put_action(http, name, sleeper(1.0), timeout_ms=5000)
+    victim = cluster.invoker_ids[0]
+    key, proc = next((n, p) for n, p in cluster.processes.procs.items()
+                     if n.startswith(victim) and p.poll() is None)
+    load_task = asyncio.create_task(run_load(http, name, 40))
+    await asyncio.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(proc.wait, 40)
+    del cluster.processes.procs[key]
+    assert not _containers(victim), "a drained invoker removes its containers"
+    load = await load_task
+    result = await verdict(store, NS, name, load, fault_at)
+    print(f"\n[invoker SIGTERM] {result.line()}")
+    assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
+    cluster.processes._spawn(f"{victim}-after-term", "invoker", {"FT_INVOKER_ID": victim})
+    await wait_ready(cluster.processes, cluster.settings, [victim])
+    await _until_state(http, victim, "up")
