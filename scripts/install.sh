@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Funtainer needs on a fresh Debian/Ubuntu machine: the system packages
-# (Docker engine, RabbitMQ, Redis, debootstrap for the offline runtime images) and the Python
+# (Docker engine, RabbitMQ, Redis, debootstrap for the offline runtime images, Node.js for the
+# npm client compatibility tests) and the Python
 # package, editable, in .venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# The OpenWhisk npm client compatibility suite runs under the host's Node.js.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
