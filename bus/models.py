@@ -88,6 +88,14 @@ class NamespaceAuth(BaseModel):
     namespace: str
 
 
+class NamespaceLimits(BaseModel):
+    """A namespace's own throttles; None keeps the platform default (``Settings``)."""
+
+    invocationsPerMinute: int | None = None
+    concurrentInvocations: int | None = None
+    firesPerMinute: int | None = None
+
+
 # ---------------------------------------------------------------------------------------------
 # Messages
 

@@ -11,6 +11,9 @@ Keys (all under ``ft:``):
   feed:<ns>/<trigger>            FeedDoc;  feeds: set of feed keys
   lease:<name>                   owner id, with a TTL (one initializer runs a feed)
   tick:<name>:<epoch>            claimed once per alarm tick across initializers
+  limits:<ns>                    hash: a namespace's own throttles (NamespaceLimits fields)
+  rate:<inv|fire>:<ns>:<minute>  invocations / fires counted in one calendar minute
+  inflight:<ns>                  zset activation id -> deadline (ms): accepted, no record yet
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from pydantic import BaseModel
 from bus.codec import pack, unpack
 from bus.events import FeedDoc
 from bus.ids import now_ms
-from bus.models import ActionDoc, ActivationRecord, NamespaceAuth
+from bus.models import ActionDoc, ActivationRecord, NamespaceAuth, NamespaceLimits
 
 E = TypeVar("E", bound=BaseModel)
 
 # One round trip, atomic: the first record for an activation id wins and is indexed once.
+# Any record ends its activation's flight, so it leaves the namespace's in-flight set here
+# (whoever writes it: invoker, initializer, sequence runner) rather than in each writer.
 _WRITE_RECORD = """
+redis.call('ZREM', KEYS[4], ARGV[4])
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
@@ -40,6 +46,36 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+
+# The invoke throttles in one round trip: count this request in its calendar minute, then
+# (only if under the rate) drop expired in-flight ids, count the rest and admit this one.
+# The namespace's own limits are read here too, so `ft admin limits set` applies at once and
+# the gateway needs no second read. Reply: {verdict, count, allowed}, verdict 0 admitted,
+# 1 over the rate, 2 over the concurrency.
+_THROTTLE_INVOKE = """
+local own = redis.call('HMGET', KEYS[1], 'invocationsPerMinute', 'concurrentInvocations')
+local per_minute = tonumber(own[1]) or tonumber(ARGV[1])
+local concurrent = tonumber(own[2]) or tonumber(ARGV[2])
+local count = redis.call('INCR', KEYS[2])
+if count == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+if count > per_minute then return {1, count, per_minute} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+local in_flight = redis.call('ZCARD', KEYS[3])
+if in_flight >= concurrent then return {2, in_flight, concurrent} end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+-- The set outlives its newest deadline only briefly, so an idle namespace leaves nothing.
+local ttl = math.ceil((tonumber(ARGV[4]) - tonumber(ARGV[3])) / 1000) + 60
+if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
+return {0, count, per_minute}
+"""
+
+_THROTTLE_FIRE = """
+local per_minute = tonumber(redis.call('HGET', KEYS[1], 'firesPerMinute')) or tonumber(ARGV[1])
+local count = redis.call('INCR', KEYS[2])
+if count == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+if count > per_minute then return {1, count, per_minute} end
+return {0, count, per_minute}
 """
 
 # Renew a lease only if we still hold it.
@@ -77,6 +113,8 @@ class Store:
         self._replace_entity = client.register_script(_REPLACE_ENTITY)
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._release_lease = client.register_script(_RELEASE_LEASE)
+        self._throttle_invoke = client.register_script(_THROTTLE_INVOKE)
+        self._throttle_fire = client.register_script(_THROTTLE_FIRE)
 
     @classmethod
     def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
@@ -106,6 +144,66 @@ class Store:
             return None
         auth = unpack(raw, NamespaceAuth)
         return auth.namespace if hmac.compare_digest(auth.key, key) else None
+
+    async def delete_auth(self, uuid: str) -> NamespaceAuth | None:
+        raw = await self.redis.getdel(f"ft:auth:{uuid}")
+        return None if raw is None else unpack(raw, NamespaceAuth)
+
+    async def list_auths(self, namespace: str | None = None) -> list[NamespaceAuth]:
+        """Every key (of ``namespace``). A SCAN: an operator's command, never the hot path."""
+        found: list[NamespaceAuth] = []
+        async for key in self.redis.scan_iter(match="ft:auth:*", count=500):
+            raw = await self.redis.get(key)
+            if raw is None:
+                continue
+            auth = unpack(raw, NamespaceAuth)
+            if namespace is None or auth.namespace == namespace:
+                found.append(auth)
+        return sorted(found, key=lambda a: (a.namespace, a.uuid))
+
+    # -- namespace limits and throttles ------------------------------------------------------
+
+    async def get_limits(self, ns: str) -> NamespaceLimits:
+        raw = await self.redis.hgetall(f"ft:limits:{ns}")
+        return NamespaceLimits.model_validate({k.decode(): int(v) for k, v in raw.items()})
+
+    async def set_limits(self, ns: str, limits: NamespaceLimits) -> NamespaceLimits:
+        """Set the given fields (None ones keep their current value); the merged limits."""
+        fields = limits.model_dump(exclude_none=True)
+        if fields:
+            await self.redis.hset(f"ft:limits:{ns}", mapping=fields)
+        return await self.get_limits(ns)
+
+    async def clear_limits(self, ns: str) -> None:
+        await self.redis.delete(f"ft:limits:{ns}")
+
+    async def throttle_invoke(
+        self, ns: str, activation_id: str, *, now: int, deadline: int, per_minute: int,
+        concurrent: int,
+    ) -> tuple[int, int, int]:
+        """Count one invocation and admit ``activation_id`` in flight until its record is
+        written or ``deadline`` (ms) passes. ``(verdict, count, allowed)``: verdict 0 admitted,
+        1 over the minute's rate, 2 too many in flight. The defaults apply unless the namespace
+        has its own limits."""
+        verdict, count, allowed = await self._throttle_invoke(
+            keys=[f"ft:limits:{ns}", f"ft:rate:inv:{ns}:{now // 60_000}", f"ft:inflight:{ns}"],
+            args=[per_minute, concurrent, now, deadline, activation_id],
+        )
+        return int(verdict), int(count), int(allowed)
+
+    async def throttle_fire(self, ns: str, *, now: int, per_minute: int) -> tuple[int, int, int]:
+        """Count one trigger fire in its calendar minute: ``(verdict, count, allowed)``."""
+        verdict, count, allowed = await self._throttle_fire(
+            keys=[f"ft:limits:{ns}", f"ft:rate:fire:{ns}:{now // 60_000}"], args=[per_minute],
+        )
+        return int(verdict), int(count), int(allowed)
+
+    async def release_in_flight(self, ns: str, activation_id: str) -> None:
+        """For an admitted activation that was never published."""
+        await self.redis.zrem(f"ft:inflight:{ns}", activation_id)
+
+    async def in_flight(self, ns: str) -> int:
+        return int(await self.redis.zcount(f"ft:inflight:{ns}", now_ms(), "+inf"))
 
     # -- code --------------------------------------------------------------------------------
 
@@ -173,7 +271,8 @@ class Store:
         """Store a record unless one exists for this id. True if this one was stored."""
         ns, rid = record.namespace, record.activationId
         done = await self._write_record(
-            keys=[f"ft:act:{rid}", f"ft:acts:{ns}", f"ft:acts:{ns}:{record.name}"],
+            keys=[f"ft:act:{rid}", f"ft:acts:{ns}", f"ft:acts:{ns}:{record.name}",
+                  f"ft:inflight:{ns}"],
             args=[pack(record), self.record_ttl_s, record.start, rid,
                   now_ms() - self.record_ttl_s * 1000],
         )

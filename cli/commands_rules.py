@@ -114,7 +114,7 @@ def rule_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_status(context: Context, namespace: str, rule: dict[str, Any]) -> dict[str, Any]:
+def with_status(context: Context, namespace: str, rule: dict[str, Any]) -> dict[str, Any]:
     """List items have no status (it lives in the trigger): get each rule, as wsk does."""
     path = f"namespaces/{quote(namespace, safe='')}/rules/{quote(str(rule.get('name')), safe='')}"
     try:
@@ -133,6 +133,6 @@ def rule_list(args: argparse.Namespace) -> int:
         "GET", f"namespaces/{quote(namespace, safe='')}/rules",
         query={"limit": args.limit, "skip": args.skip},
     ).body or []
-    rules = [_with_status(context, namespace, rule) for rule in rules]
+    rules = [with_status(context, namespace, rule) for rule in rules]
     print(format_rule_list(sort_by_name(rules) if args.name_sort else rules))
     return EXIT_OK

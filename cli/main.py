@@ -12,6 +12,7 @@ from cli import commands_property as properties
 from cli import commands_server as server
 from cli.client import ApiUnreachable
 from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from cli.parser_admin import add_admin_commands, add_namespace_commands, add_poll_command
 from cli.parser_packages import add_package_commands
 from cli.parser_parts import (
     add_annotation_flags,
@@ -238,6 +239,7 @@ def _add_activation_commands(subparsers: argparse._SubParsersAction, common: lis
         "-r", "--strip", action="store_true", help="strip timestamp and stream information"
     )
     logs.set_defaults(handler=activations.activation_logs)
+    add_poll_command(commands, common)
 
 
 def _add_property_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -321,6 +323,8 @@ def build_parser() -> Parser:
     add_trigger_commands(subparsers, common)
     add_rule_commands(subparsers, common)
     add_package_commands(subparsers, common)
+    add_namespace_commands(subparsers, common)
+    add_admin_commands(subparsers)
     _add_property_commands(subparsers)
     _add_server_commands(subparsers)
     return parser

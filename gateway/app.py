@@ -18,12 +18,23 @@ from bus.config import Settings
 from bus.models import NamespaceAuth
 from bus.process import run_process, stop_on_signals
 from bus.store import Store
-from gateway import actions, activations, feeds, invoke, package_actions, packages, rules, triggers
+from gateway import (
+    actions,
+    activations,
+    feeds,
+    invoke,
+    invokers,
+    package_actions,
+    packages,
+    rules,
+    triggers,
+)
 from gateway import web as web_actions
 from gateway.auth import AuthCache, auth_middleware, namespace
 from gateway.catalog import install_catalog
 from gateway.errors import request_context
 from gateway.jsonio import json_response
+from gateway.limits import get_limits
 from gateway.replies import Waiters
 from gateway.state import AUTH_CACHE, BROKER, GATEWAY_ID, LIMITS, SETTINGS, STORE, WAITERS
 from gateway.validation import MB, GatewayLimits
@@ -84,8 +95,10 @@ def _add_routes(app: web.Application) -> None:
     rule = ns + "/rules/{name}"
     app.router.add_get("/", root)
     app.router.add_get("/api/v1", api_info)
+    app.router.add_get("/invokers", invokers.list_invokers)
     app.router.add_get("/api/v1/", api_info)  # wsk clients ask with the trailing slash
     app.router.add_get("/api/v1/namespaces", list_namespaces)
+    app.router.add_get(ns + "/limits", get_limits)
     app.router.add_get(ns + "/actions", actions.list_actions)
     app.router.add_put(action, actions.put_action)
     app.router.add_get(action, actions.get_action)

@@ -31,6 +31,7 @@ from gateway.errors import (
 from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
 from gateway.state import BROKER, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.throttles import admit_invocation
 from gateway.validation import bool_param, check_entity_name, parse_json, read_body
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,14 @@ async def activate(
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
-    activation goes on). Publish failures are a 503."""
+    activation goes on). Over a throttle of ``namespace``: 429; publish failures: 503.
+
+    Every top-level request passes here once (actions, packaged and web actions, sequences),
+    so each is throttled once; a sequence's components are not, as in OpenWhisk."""
     blocking = wait_ms is not None
     waiters = app[WAITERS]
     activation_id = new_activation_id()
+    await admit_invocation(app, namespace, doc, activation_id)
     activation = build_request(
         doc, payload, namespace=namespace, api_key=api_key,
         activation_id=activation_id, transaction_id=tid,
@@ -122,6 +127,7 @@ async def activate(
         await app[BROKER].publish(activation, routing_key=ACTIVATIONS, message_id=activation_id)
     except Exception as exc:
         waiters.discard(activation_id)
+        await _release_slot(app, namespace, activation_id)
         log.warning("publish of %s failed: %s", activation_id, exc)
         raise ApiError(503, UNAVAILABLE) from exc
     except BaseException:  # cancelled while publishing: nobody will wait
@@ -130,6 +136,15 @@ async def activate(
     if future is None or wait_ms is None:
         return activation_id, None
     return activation_id, await _wait_for_record(app, future, activation_id, wait_ms / 1000)
+
+
+async def _release_slot(app: web.Application, namespace: str, activation_id: str) -> None:
+    # Never published, so no record will free the slot; Redis may be what failed, and then
+    # the slot's deadline frees it instead.
+    try:
+        await app[STORE].release_in_flight(namespace, activation_id)
+    except Exception as exc:
+        log.warning("could not free the slot of %s: %s", activation_id, exc)
 
 
 async def _wait_for_record(

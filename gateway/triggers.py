@@ -23,6 +23,7 @@ from gateway.feeds import publish_feed_change
 from gateway.invoke import ACTIVATION_ID_HEADER
 from gateway.jsonio import json_response
 from gateway.state import BROKER, LIMITS, STORE
+from gateway.throttles import admit_fire
 from gateway.trigger_docs import (
     TRIGGERS,
     created_trigger,
@@ -99,6 +100,8 @@ async def fire_trigger(request: web.Request) -> web.Response:
     doc = await app[STORE].get_entity(TRIGGERS, caller.namespace, name, TriggerDoc)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
+    # Counted like OpenWhisk's entitlement check: every fire, even one that runs nothing.
+    await admit_fire(app, caller.namespace)
     if not has_active_rule(doc):
         # OpenWhisk answers 204 and keeps no activation record when nothing would run.
         return web.Response(status=204)
