@@ -10,6 +10,9 @@ from typing import Any
 from bus.models import StatusCode
 
 MAX_RESULT_BYTES = 1024 * 1024
+# Bodies up to this much past the limit are read and reported; beyond it the container's
+# answer is cut off unread, so a hostile one cannot make the invoker buffer gigabytes.
+RESULT_SLACK_BYTES = 64 * 1024
 
 TIMEOUT_MESSAGE = "The action exceeded its time limits of {ms} milliseconds."
 INIT_TIMEOUT_MESSAGE = (
@@ -28,10 +31,13 @@ class Outcome:
     status: StatusCode
     result: Any
     timed_out: bool = False
+    broken_container: bool = False  # the connection to it was abandoned mid-answer
 
     @property
     def container_reusable(self) -> bool:
         """Developer and internal errors leave a container in an unknown state."""
+        if self.broken_container:
+            return False
         return self.status in (StatusCode.SUCCESS, StatusCode.APPLICATION_ERROR)
 
 
@@ -56,14 +62,18 @@ def init_failure(status: int, body: bytes) -> Outcome:
     )
 
 
+def result_too_large(length: int, head: bytes, *, broken: bool = True) -> Outcome:
+    truncated = head[:1024].decode(errors="replace")
+    return Outcome(StatusCode.APPLICATION_ERROR, {"error": (
+        f"The action produced a response that exceeded the allowed length: "
+        f"{length} > {MAX_RESULT_BYTES} bytes. The truncated response was: {truncated}"
+    )}, broken_container=broken)
+
+
 def run_outcome(status: int, body: bytes) -> Outcome:
     """An answer to /run."""
     if len(body) > MAX_RESULT_BYTES:
-        truncated = body[:1024].decode(errors="replace")
-        return Outcome(StatusCode.APPLICATION_ERROR, {"error": (
-            f"The action produced a response that exceeded the allowed length: "
-            f"{len(body)} > {MAX_RESULT_BYTES} bytes. The truncated response was: {truncated}"
-        )})
+        return result_too_large(len(body), body, broken=False)
     try:
         parsed = json.loads(body)
     except ValueError:

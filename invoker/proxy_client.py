@@ -15,6 +15,16 @@ class ProxyConnectionError(Exception):
     """The proxy closed the connection or never answered: the container is broken."""
 
 
+class ResponseTooLarge(Exception):
+    """The proxy announced a body above the caller's limit; only its head was read and the
+    connection dropped."""
+
+    def __init__(self, length: int, head: bytes) -> None:
+        super().__init__(f"response of {length} bytes")
+        self.length = length
+        self.head = head
+
+
 class ProxyClient:
     """One keep-alive connection to one container's proxy. Requests are serialized."""
 
@@ -42,23 +52,27 @@ class ProxyClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
 
-    async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        """POST a JSON body; returns (status, body). Raises TimeoutError past ``timeout`` and
-        ProxyConnectionError if the connection breaks."""
+    async def post(
+        self, path: str, body: bytes, timeout: float, max_body: int | None = None
+    ) -> tuple[int, bytes]:
+        """POST a JSON body; returns (status, body). Raises TimeoutError past ``timeout``,
+        ProxyConnectionError if the connection breaks, ResponseTooLarge past ``max_body``."""
         async with self._lock:
             if self._writer is None or self._writer.is_closing():
                 raise ProxyConnectionError("not connected")
             try:
                 async with asyncio.timeout(timeout):
-                    return await self._exchange(path, body)
-            except TimeoutError:
+                    return await self._exchange(path, body, max_body)
+            except (TimeoutError, ResponseTooLarge):
                 self.close()
                 raise
             except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
                 self.close()
                 raise ProxyConnectionError(str(exc) or type(exc).__name__) from exc
 
-    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def _exchange(
+        self, path: str, body: bytes, max_body: int | None
+    ) -> tuple[int, bytes]:
         assert self._reader is not None and self._writer is not None
         self._writer.write(
             b"POST %s HTTP/1.1\r\nHost: action\r\nContent-Type: application/json\r\n"
@@ -81,6 +95,8 @@ class ProxyClient:
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
+        if max_body is not None and length > max_body:
+            raise ResponseTooLarge(length, await self._reader.readexactly(1024))
         payload = await self._reader.readexactly(length) if length else b""
         if close:
             self.close()

@@ -31,7 +31,7 @@ from invoker.handoff import Handoff
 from invoker.logs import collect
 from invoker.outcome import Outcome
 from invoker.pool import ContainerPool, Job, Remove, Run, StartStemCell
-from invoker.proxy_client import ProxyClient, ProxyConnectionError
+from invoker.proxy_client import ProxyClient, ProxyConnectionError, ResponseTooLarge
 from invoker.records import build_record, init_body, run_body
 
 log = logging.getLogger(__name__)
@@ -215,47 +215,61 @@ class Invoker:
 
     async def _run(self, cmd: Run) -> None:
         ctx = self.jobs[cmd.job.activation_id]
-        req = ctx.request
-        timeout_ms = req.action.limits.timeout
         cid = cmd.container_id
-        reusable = False
+        if cmd.start == "cold" and not await self._cold_start(cid, ctx):
+            return
+        released = False
+        try:
+            record, reusable = await self._execute(cmd, ctx.request)
+            # Release before handing the answer on: a caller whose next request follows the
+            # reply at once then finds this container warm instead of starting another.
+            self.apply(self.pool.job_finished(cid, time.monotonic(), reusable))
+            released = True
+            await self._complete(ctx, record)
+        finally:
+            if not released:
+                self.apply(self.pool.job_finished(cid, time.monotonic(), False))
+
+    async def _cold_start(self, cid: str, ctx: JobContext) -> bool:
+        """Create the container for a cold start; on failure answer with a whisk error."""
+        req = ctx.request
+        try:
+            await self._create(cid, req.action.kind, req.action.limits.memory)
+            return True
+        except Exception:
+            log.exception("cold start of %s failed", req.action.path)
+            await self._destroy(cid)
+            self.apply(self.pool.container_failed_to_start(cid, time.monotonic()))
+            now = now_ms()
+            await self._complete(ctx, build_record(
+                req, oc.whisk_error(oc.PROVISION_FAILED), start=now, end=now, logs=[],
+                init_ms=None, invoker_id=self.id))
+            return False
+
+    async def _execute(self, cmd: Run, req: ActivationRequest) -> tuple[ActivationRecord, bool]:
+        """/init (unless warm) and /run; the record and whether the container may be reused."""
+        cid = cmd.container_id
+        timeout_ms = req.action.limits.timeout
+        client = self.clients[cid]
         start = now_ms()
         init_ms: int | None = None
+        outcome: Outcome | None = None
         logs_expected = True
-        try:
-            if cmd.start == "cold":
-                try:
-                    await self._create(cid, req.action.kind, req.action.limits.memory)
-                except Exception:
-                    log.exception("cold start of %s failed", req.action.path)
-                    await self._destroy(cid)
-                    self.apply(self.pool.container_failed_to_start(cid, time.monotonic()))
-                    now = now_ms()
-                    await self._complete(ctx, build_record(
-                        req, oc.whisk_error(oc.PROVISION_FAILED), start=now, end=now, logs=[],
-                        init_ms=None, invoker_id=self.id))
-                    return
-            client = self.clients[cid]
-            start = now_ms()
-            outcome: Outcome | None = None
-            if cmd.start != "warm":
-                outcome, logs_expected = await self._init(client, req, cid, start + timeout_ms)
-                init_ms = now_ms() - start
-            if outcome is None:
-                outcome, logs_expected = await self._invoke(client, req, cid, timeout_ms)
-            end = now_ms()
-            reusable = outcome.container_reusable
-            handle = self.handles.get(cid)
-            logs = await collect(
-                handle.log_path(req.activation_id),
-                req.action.limits.logs, expect_file=logs_expected,
-            ) if handle is not None else []
-            await self._complete(ctx, build_record(
-                req, outcome, start=start, end=end, logs=logs, init_ms=init_ms,
-                invoker_id=self.id, container_start=cmd.start))
-        finally:
-            if cmd.start != "cold" or cid in self.handles:
-                self.apply(self.pool.job_finished(cid, time.monotonic(), reusable))
+        if cmd.start != "warm":
+            outcome, logs_expected = await self._init(client, req, cid, start + timeout_ms)
+            init_ms = now_ms() - start
+        if outcome is None:
+            outcome, logs_expected = await self._invoke(client, req, cid, timeout_ms)
+        end = now_ms()
+        handle = self.handles.get(cid)
+        logs = await collect(
+            handle.log_path(req.activation_id), req.action.limits.logs,
+            expect_file=logs_expected,
+        ) if handle is not None else []
+        record = build_record(
+            req, outcome, start=start, end=end, logs=logs, init_ms=init_ms,
+            invoker_id=self.id, container_start=cmd.start)
+        return record, outcome.container_reusable
 
     async def _init(
         self, client: ProxyClient, req: ActivationRequest, cid: str, deadline: int
@@ -283,7 +297,11 @@ class Invoker:
     ) -> tuple[Outcome, bool]:
         deadline = now_ms() + timeout_ms
         try:
-            status, body = await client.post("/run", run_body(req, deadline), timeout_ms / 1000)
+            status, body = await client.post(
+                "/run", run_body(req, deadline), timeout_ms / 1000,
+                max_body=oc.MAX_RESULT_BYTES + oc.RESULT_SLACK_BYTES)
+        except ResponseTooLarge as exc:
+            return oc.result_too_large(exc.length, exc.head), True
         except TimeoutError:
             message = oc.TIMEOUT_MESSAGE.format(ms=timeout_ms)
             return oc.developer_error(message, timed_out=True), False

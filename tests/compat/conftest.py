@@ -1,8 +1,2 @@
-"""The compatibility suites run against the same real cluster as the integration tests: its
-fixtures (``cluster``, ``http``...) are re-exported here."""
-
-from tests.integration.conftest import (  # noqa: F401  (fixtures, used by name)
-    cluster,
-    http,
-    initializers,
-)
+"""The compatibility suites run against the same real cluster as the integration tests (the
+``cluster`` fixtures are registered for the whole test tree in ``tests/conftest.py``)."""

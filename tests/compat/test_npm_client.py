@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 
 HERE = Path(__file__).parent
 CLIENT_VERSION = "3.21.9"

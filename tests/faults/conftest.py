@@ -23,8 +23,8 @@ from bus.config import Settings
 from bus.models import Heartbeat
 from bus.store import Store
 from cli.cluster import ClusterError, LocalCluster, settings_env
+from tests.cluster_fixtures import FEED_ENV, Cluster, ExtraInitializers
 from tests.conftest import RABBIT, REDIS, _rabbitmqctl
-from tests.integration.conftest import FEED_ENV, Cluster, ExtraInitializers
 
 STEM_CELLS: list[dict[str, str | int]] = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 

@@ -14,6 +14,7 @@ import aiohttp
 
 from bus.store import Store
 from invoker.backends.docker import LABEL
+from tests.cluster_fixtures import Cluster, ExtraInitializers
 from tests.faults.conftest import wait_ready
 from tests.faults.load import (
     ACTIONS,
@@ -22,7 +23,6 @@ from tests.faults.load import (
     sleeper,
     verdict,
 )
-from tests.integration.conftest import Cluster, ExtraInitializers
 
 NS = "guest"
 

@@ -12,7 +12,7 @@ import aio_pika
 import aiohttp
 
 from bus.store import Store
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 FAIL = "def main(args):\n    raise RuntimeError('always fails')\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTIVATION_ID = re.compile(r"[0-9a-f]{32}")

@@ -12,7 +12,7 @@ import aiohttp
 
 from bus.broker import Broker
 from bus.store import Store
-from tests.integration.conftest import Cluster, wait_for_stem_cells
+from tests.cluster_fixtures import Cluster, wait_for_stem_cells
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 

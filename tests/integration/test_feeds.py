@@ -40,7 +40,7 @@ from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord, KeyValue
 from bus.store import Store
 from initializer.schedule import Cron, cron_ticks, interval_ticks
-from tests.integration.conftest import Cluster, ExtraInitializers
+from tests.cluster_fixtures import Cluster, ExtraInitializers
 
 NS = "guest"
 ACTIONS = "/api/v1/namespaces/_/actions"

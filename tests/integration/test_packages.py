@@ -28,7 +28,7 @@ from bus.store import Store
 from gateway.app import build_app
 from gateway.catalog import SYSTEM_KEY, SYSTEM_UUID, install_catalog
 from gateway.validation import GatewayLimits
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 from tests.integration.test_gateway import (  # noqa: F401  (fixtures, used by name)
     CODE,
     CODE_LIMIT,

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.conftest import Cluster, ExtraInitializers
+from tests.cluster_fixtures import Cluster, ExtraInitializers
 from tests.integration.test_cli import Ft, ft  # noqa: F401  (the fixture, shared)
 
 ACTIONS = "/api/v1/namespaces/_/actions"

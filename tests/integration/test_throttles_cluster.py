@@ -14,7 +14,7 @@ import pytest
 
 from bus.models import NamespaceAuth, NamespaceLimits
 from bus.store import Store
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 SLEEPY = "import time\ndef main(args):\n    time.sleep(args.get('s', 0))\n    return {'ok': 1}\n"

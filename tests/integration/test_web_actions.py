@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import Cluster
+from tests.cluster_fixtures import Cluster
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe binary"

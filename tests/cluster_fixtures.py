@@ -1,5 +1,6 @@
-"""A whole cluster for end-to-end tests: gateway, initializer and two invokers as real
-processes on the session's own RabbitMQ vhost and Redis database, with real containers."""
+"""A whole cluster for end-to-end tests: gateway, initializer and two invokers as real processes
+on the session's own RabbitMQ vhost and Redis database, with real containers. A pytest plugin
+(registered in tests/conftest.py), so every directory shares the one cluster."""
 
 from __future__ import annotations
 
