@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from bus.ids import now_ms
 from bus.models import ActivationRequest, Heartbeat, StatusCode
 from initializer.health import DOWN, UP, Outcome, OutcomeRing, health
 from initializer.placement import InvokerView
+
+LAST_PLACED_ENTRIES = 10_000
 
 
 @dataclass
@@ -38,6 +41,7 @@ class InvokerRegistry:
         self.deadline_margin_ms = int(deadline_margin_s * 1000)
         self.window_s = window_s
         self.invokers: dict[str, InvokerState] = {}
+        self._last_placed: OrderedDict[str, str] = OrderedDict()  # action key -> invoker id
         # Woken whenever capacity may have appeared: a heartbeat or a completion.
         self.changed = asyncio.Condition()
 
@@ -75,6 +79,13 @@ class InvokerRegistry:
     def placed(self, invoker_id: str, request: ActivationRequest) -> None:
         deadline = request.accepted_at + request.action.limits.timeout + self.deadline_margin_ms
         self.invokers[invoker_id].inflight[request.activation_id] = Placed(request, deadline)
+        self._last_placed[request.action.key] = invoker_id
+        self._last_placed.move_to_end(request.action.key)
+        if len(self._last_placed) > LAST_PLACED_ENTRIES:
+            self._last_placed.popitem(last=False)
+
+    def last_placed(self, action_key: str) -> str | None:
+        return self._last_placed.get(action_key)
 
     def overdue(self) -> list[tuple[str, Placed]]:
         now = now_ms()

@@ -137,7 +137,8 @@ class Initializer:
             return
         memory = req.action.limits.memory
         while True:
-            invoker = choose_invoker(self.registry.usable(), req.action.key, memory)
+            invoker = choose_invoker(self.registry.usable(), req.action.key, memory,
+                                     self.registry.last_placed(req.action.key))
             if invoker is None:
                 if now_ms() - req.accepted_at > req.max_age_ms:
                     await self._expire(req)

@@ -43,3 +43,19 @@ def test_full_home_moves_on_to_one_with_room() -> None:
 def test_everyone_full_goes_to_the_least_loaded() -> None:
     invokers = [_inv("i0", inflight=2048), _inv("i1", inflight=1280)]
     assert choose_invoker(invokers, "k", 256) == "i1"
+
+
+def test_last_placement_wins_over_home_until_a_heartbeat_lists_the_container() -> None:
+    invokers = [_inv("i0"), _inv("i1"), _inv("i2")]
+    home = choose_invoker(invokers, "k", 256)
+    elsewhere = next(i.id for i in invokers if i.id != home)
+    assert choose_invoker(invokers, "k", 256, last_placed=elsewhere) == elsewhere
+
+
+def test_last_placement_without_room_or_gone_falls_back_to_home() -> None:
+    invokers = [_inv("i0"), _inv("i1")]
+    home = choose_invoker(invokers, "k", 256)
+    other = next(i.id for i in invokers if i.id != home)
+    full = [_inv(i.id, inflight=1024 if i.id == other else 0) for i in invokers]
+    assert choose_invoker(full, "k", 256, last_placed=other) == home
+    assert choose_invoker(invokers, "k", 256, last_placed="gone") == home
