@@ -183,6 +183,9 @@ class Heartbeat(BaseModel):
     free_memory: int
     busy: int
     queued: int
+    # Memory of the work it holds (running and buffered): what the initializers' own in-flight
+    # counts are capped at, so a missed completion cannot make it look full for long.
+    work_memory: int = 0
     warm: list[str] = Field(default_factory=list)  # action keys with a warm container
     prewarmed: dict[str, int] = Field(default_factory=dict)  # "kind/memory" -> count
     draining: bool = False

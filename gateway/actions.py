@@ -11,6 +11,7 @@ from bus.ids import now_ms
 from bus.models import ActionDoc, ActionExec
 from bus.store import Store
 from gateway.action_docs import (
+    ActionPut,
     ExecPut,
     action_json,
     action_summary,
@@ -30,7 +31,7 @@ from gateway.validation import bool_param, check_entity_name, read_object
 COLLECTION = "actions"
 
 
-async def _store_exec(store: Store, spec: ExecPut) -> ActionExec:
+async def store_exec(store: Store, spec: ExecPut) -> ActionExec:
     if spec.components is not None:  # a sequence has no code
         return ActionExec(kind=spec.kind, components=spec.components)
     digest = await store.put_code(spec.code)
@@ -40,7 +41,7 @@ async def _store_exec(store: Store, spec: ExecPut) -> ActionExec:
     )
 
 
-async def _code_of(store: Store, doc: ActionDoc) -> str | None:
+async def code_of(store: Store, doc: ActionDoc) -> str | None:
     return await store.get_code(doc.exec.code_digest) if doc.exec.code_digest else None
 
 
@@ -49,26 +50,36 @@ async def put_action(request: web.Request) -> web.Response:
     name = check_entity_name(request.match_info["name"])
     overwrite = bool_param(request, "overwrite")
     limits = request.app[LIMITS]
-    store = request.app[STORE]
     put = parse_action_put(await read_object(request, limits.request_bytes), limits)
+    return await write_action(request, put, action_ns=ns, name=name, caller_ns=ns,
+                              overwrite=overwrite)
 
+
+async def write_action(
+    request: web.Request, put: ActionPut, *, action_ns: str, name: str, caller_ns: str,
+    overwrite: bool,
+) -> web.Response:
+    """Create or update the action ``action_ns/name`` (``action_ns`` is ``ns`` or ``ns/pkg``)
+    from a parsed PUT body; ``caller_ns`` resolves ``_`` in sequence components."""
+    store = request.app[STORE]
     if put.exec is not None and put.exec.components is not None:
         components = await resolve_components(
-            store, put.exec.components, caller_ns=ns, self_owner=ns, self_name=name)
+            store, put.exec.components, caller_ns=caller_ns, self_owner=action_ns,
+            self_name=name)
         put = replace(put, exec=replace(put.exec, components=components),
                       parameters=actions_parameter(components))
-    existing = await store.get_action(ns, name)
+    existing = await store.get_action(action_ns, name)
     refuse_overwrite(existing, overwrite)
     updated = now_ms()
     if existing is None:
         if put.exec is None:
             raise ApiError(400, "exec undefined")
-        doc = created_doc(ns, name, put, await _store_exec(store, put.exec), updated)
+        doc = created_doc(action_ns, name, put, await store_exec(store, put.exec), updated)
     else:
-        new_exec = await _store_exec(store, put.exec) if put.exec is not None else None
+        new_exec = await store_exec(store, put.exec) if put.exec is not None else None
         doc = updated_doc(existing, put, new_exec, updated)
-    await store_document(request, COLLECTION, ns, name, doc, updated, replaces=existing)
-    code = put.exec.code if put.exec is not None else await _code_of(store, doc)
+    await store_document(request, COLLECTION, action_ns, name, doc, updated, replaces=existing)
+    code = put.exec.code if put.exec is not None else await code_of(store, doc)
     return json_response(action_json(doc, code))
 
 
@@ -80,7 +91,7 @@ async def get_action(request: web.Request) -> web.Response:
     doc = await store.get_action(ns, name)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
-    code = await _code_of(store, doc) if include_code else None
+    code = await code_of(store, doc) if include_code else None
     return json_response(action_json(doc, code, include_code=include_code))
 
 
@@ -92,7 +103,7 @@ async def delete_action(request: web.Request) -> web.Response:
     if doc is None:
         raise ApiError(404, NOT_FOUND)
     # Code is content-addressed and shared between versions, so it outlives the action.
-    return json_response(action_json(doc, await _code_of(store, doc)))
+    return json_response(action_json(doc, await code_of(store, doc)))
 
 
 async def list_actions(request: web.Request) -> web.Response:

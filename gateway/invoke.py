@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -72,35 +73,61 @@ def answer(record: ActivationRecord, result_only: bool, headers: dict[str, str])
     return json_response(body, status=status, headers=headers)
 
 
+@dataclass(frozen=True)
+class InvokeRequest:
+    """What an invoke asks for, read and validated before the action is looked up."""
+
+    blocking: bool
+    result_only: bool
+    timeout_ms: int | None
+    args: Any
+
+    @classmethod
+    async def read(cls, request: web.Request) -> InvokeRequest:
+        blocking = bool_param(request, "blocking")
+        result_only = bool_param(request, "result")
+        timeout_ms = timeout_param(request)
+        args = parse_json(await read_body(request, request.app[LIMITS].payload_bytes))
+        return cls(blocking, result_only, timeout_ms, args)
+
+
 async def invoke_action(request: web.Request) -> web.Response:
-    app = request.app
     caller = identity(request)
     name = check_entity_name(request.match_info["name"])
-    blocking = bool_param(request, "blocking")
-    result_only = bool_param(request, "result")
-    timeout_ms = timeout_param(request)
-    args = parse_json(await read_body(request, app[LIMITS].payload_bytes))
-
-    doc = await app[STORE].get_action(caller.namespace, name)
+    invocation = await InvokeRequest.read(request)
+    doc = await request.app[STORE].get_action(caller.namespace, name)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
+    return await run_invocation(request, doc, invocation)
+
+
+async def run_invocation(
+    request: web.Request, doc: ActionDoc, invocation: InvokeRequest,
+    base: dict[str, Any] | None = None,
+) -> web.Response:
+    """Activate ``doc`` for the caller and answer as OpenWhisk does; ``base`` parameters (a
+    package's, a binding's) sit under the action's own."""
+    app = request.app
+    caller = identity(request)
+    args = invocation.args
     if args is not None and not isinstance(args, dict | list):
         raise malformed("Object or array expected")
     try:
-        payload = build_payload(doc, args)
+        payload = build_payload(doc, args, base=base)
     except ParametersNotAllowed as exc:
         raise ApiError(400, PARAMETERS_NOT_ALLOWED) from exc
 
     max_wait_ms = app[SETTINGS].max_blocking_wait_ms
+    timeout_ms = invocation.timeout_ms
     wait_ms = min(timeout_ms, max_wait_ms) if timeout_ms is not None else max_wait_ms
     activation_id, record = await activate(
         app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
-        tid=transaction_id(request), wait_ms=wait_ms if blocking else None,
+        tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     if record is None:
         return json_response({"activationId": activation_id}, status=202, headers=headers)
-    return answer(record, result_only, headers)
+    return answer(record, invocation.result_only, headers)
 
 
 async def activate(

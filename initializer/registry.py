@@ -4,6 +4,7 @@ and the activations it placed on them that have not completed yet (with their de
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -15,11 +16,14 @@ from initializer.placement import InvokerView
 
 LAST_PLACED_ENTRIES = 10_000
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Placed:
     request: ActivationRequest
     deadline: int  # epoch ms: past it with no completion, the activation is answered with an error
+    at: int = field(default_factory=now_ms)  # epoch ms, when it was placed
 
 
 @dataclass
@@ -42,6 +46,7 @@ class InvokerRegistry:
         self.window_s = window_s
         self.invokers: dict[str, InvokerState] = {}
         self._last_placed: OrderedDict[str, str] = OrderedDict()  # action key -> invoker id
+        self._last_status: dict[str, str] = {}
         # Woken whenever capacity may have appeared: a heartbeat or a completion.
         self.changed = asyncio.Condition()
 
@@ -95,11 +100,15 @@ class InvokerRegistry:
         """OpenWhisk's /invokers vocabulary."""
         state = self.invokers[invoker_id]
         now = time.monotonic() if now is None else now
-        return health(
+        current = health(
             now=now, seen_at=state.seen_at, draining=state.beat.draining, ring=state.ring,
             overdue=bool(state.overdue(now_ms())), dead_after_s=self.dead_after_s,
             window_s=self.window_s,
         )
+        if current != self._last_status.get(invoker_id):
+            log.info("invoker %s is %s (in flight: %d)", invoker_id, current, len(state.inflight))
+            self._last_status[invoker_id] = current
+        return current
 
     def statuses(self) -> dict[str, str]:
         now = time.monotonic()
@@ -112,10 +121,20 @@ class InvokerRegistry:
         now = time.monotonic()
         return [
             InvokerView(
-                id=i, user_memory=s.beat.user_memory,
-                inflight_memory=sum(p.request.action.limits.memory for p in s.inflight.values()),
+                id=i, user_memory=s.beat.user_memory, inflight_memory=_load(s),
                 warm=frozenset(s.beat.warm),
             )
             for i, s in self.invokers.items()
             if self.status(i, now) == UP
         ]
+
+
+def _load(state: InvokerState) -> int:
+    """Memory of the work on an invoker: what this initializer placed there and has not seen
+    complete, but never more than the invoker's own last heartbeat reported plus what was
+    placed after it (a completion that got lost must not make an invoker look full)."""
+    placed = [p.request.action.limits.memory for p in state.inflight.values()]
+    since_beat = sum(
+        p.request.action.limits.memory for p in state.inflight.values() if p.at > state.beat.at
+    )
+    return min(sum(placed), state.beat.work_memory + since_beat)

@@ -8,6 +8,8 @@ import contextlib
 import json
 import logging
 
+import aiormq
+
 from bus.broker import Broker
 from bus.ids import now_ms
 from bus.store import Store
@@ -87,7 +89,14 @@ class Supervisor:
                 drain = QueueDrain(self.store, self.broker, invoker_id)
                 try:
                     await drain.start()
-                except Exception as exc:  # e.g. its queue was deleted
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    # No queue, so nothing to drain: an invoker that never took work (or whose
+                    # queue was deleted). Forget it until it heart-beats again.
+                    await drain.stop()
+                    await self.store.release_lease(lease_name(invoker_id), self.owner)
+                    self.registry.forget(invoker_id)
+                    continue
+                except Exception as exc:
                     log.warning("cannot drain %s: %s", invoker_id, exc)
                     await drain.stop()
                     await self.store.release_lease(lease_name(invoker_id), self.owner)

@@ -223,6 +223,12 @@ class ContainerPool:
         return sum(1 for c in self.containers.values() if c.job is not None)
 
     @property
+    def work_memory(self) -> int:
+        """Memory of the activations held: running ones and buffered ones."""
+        running = sum(c.memory for c in self.containers.values() if c.job is not None)
+        return running + sum(j.memory for j in self._buffer)
+
+    @property
     def queued_count(self) -> int:
         return len(self._buffer)
 

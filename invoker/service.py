@@ -336,6 +336,7 @@ class Invoker:
         beat = Heartbeat(
             invoker_id=self.id, at=now_ms(), user_memory=self.settings.user_memory_mb,
             free_memory=self.pool.free_memory, busy=self.pool.busy_count,
+            work_memory=self.pool.work_memory,
             queued=self.pool.queued_count, warm=self.pool.warm_keys(),
             prewarmed=self.pool.prewarm_counts(), draining=self.draining,
         )

@@ -99,10 +99,12 @@ async def test_blocking_invoke_returns_record_and_uses_a_stem_cell(
     # The second call finds the container warm: no /init, so no initTime.
     status, again = await _invoke(http, name, {"name": "again"})
     assert status == 200 and again["response"]["result"] == {"greeting": "Hello again"}
-    assert _annotation(again, "initTime") is None
-    stored = await store.get_record(again["activationId"])
-    assert stored is not None and stored.container_start == "warm"
-    assert stored.invoker == (await store.get_record(record["activationId"])).invoker
+    second = await store.get_record(again["activationId"])
+    assert second is not None
+    where = (f"first on {stored.invoker} ({stored.container_start}), "
+             f"second on {second.invoker} ({second.container_start})")
+    assert _annotation(again, "initTime") is None, where
+    assert second.container_start == "warm" and second.invoker == stored.invoker, where
 
 
 async def test_non_blocking_invoke_returns_id_and_record_appears(

@@ -1,0 +1,42 @@
+"""The initializer's view of an invoker's load heals itself from heartbeats."""
+
+from __future__ import annotations
+
+from bus.ids import now_ms
+from bus.models import ActionSnapshot, ActivationRequest, Heartbeat
+from initializer.registry import InvokerRegistry, Placed
+
+
+def _request(aid: str) -> ActivationRequest:
+    action = ActionSnapshot(namespace="guest", name="a", version="0.0.1", kind="python:3.11",
+                            code_digest=None)
+    return ActivationRequest(activation_id=aid, transaction_id="t", invoking_namespace="guest",
+                             subject="guest", action=action, accepted_at=now_ms())
+
+
+def _beat(at: int, work_memory: int) -> Heartbeat:
+    return Heartbeat(invoker_id="i0", at=at, user_memory=1024, free_memory=1024, busy=0,
+                     queued=0, work_memory=work_memory)
+
+
+async def test_lost_completions_stop_counting_after_the_next_heartbeat() -> None:
+    registry = InvokerRegistry(dead_after_s=10)
+    t0 = now_ms()
+    await registry.heartbeat(_beat(t0, work_memory=0))
+    state = registry.invokers["i0"]
+    # Four activations placed before the heartbeat that never sent a completion...
+    for n in range(4):
+        state.inflight[f"old{n}"] = Placed(_request(f"old{n}"), deadline=t0 + 60_000, at=t0 - 5)
+    # ...and one placed after it, which the invoker could not have reported yet.
+    state.inflight["new"] = Placed(_request("new"), deadline=t0 + 60_000, at=t0 + 5)
+    [view] = registry.usable()
+    assert view.inflight_memory == 256  # the heartbeat said the old ones are gone
+
+
+async def test_own_count_is_used_when_it_is_the_smaller() -> None:
+    registry = InvokerRegistry(dead_after_s=10)
+    t0 = now_ms()
+    await registry.heartbeat(_beat(t0, work_memory=768))  # another initializer's work too
+    registry.invokers["i0"].inflight["mine"] = Placed(_request("mine"), t0 + 60_000, at=t0 - 5)
+    [view] = registry.usable()
+    assert view.inflight_memory == 256
