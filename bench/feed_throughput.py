@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from bus.config import GUEST_KEY, GUEST_UUID
 from bus.events import FEEDS_EXCHANGE, EntityRef, FeedChanged, FeedDoc, RuleLink, TriggerDoc
 from bus.ids import now_ms
 from bus.store import Store
-from cli.cluster import LocalCluster, settings_env
+from cli.cluster import LocalCluster, free_port, settings_env
 from cli.services import ensure_all
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,10 +42,6 @@ NOOP = "def main(args):\n    return {'n': len(args['messages'])}\n"
 WARM_UP_MESSAGES = 64
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fresh_vhost() -> str:
@@ -171,7 +166,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await r.aclose()
     work_dir = Path(tempfile.mkdtemp(prefix="ft-bench-feeds-"))
     cluster = LocalCluster(
-        env=settings_env(amqp_url=amqp_url, redis_url=redis_url, port=_free_port(),
+        env=settings_env(amqp_url=amqp_url, redis_url=redis_url, port=free_port(),
                          work_dir=work_dir,
                          stem_cells=[{"kind": "python:3.11", "memory": 256, "count": 2}]),
         invoker_ids=["benchfeeds0"], log_dir=work_dir,

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import platform
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ import redis.asyncio as aioredis
 
 from bus.config import GUEST_KEY, GUEST_UUID
 from bus.store import Store
-from cli.cluster import LocalCluster, settings_env
+from cli.cluster import LocalCluster, free_port, settings_env
 from cli.services import ensure_all
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,10 +49,6 @@ def _summary(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fresh_vhost() -> str:
@@ -179,7 +174,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await r.flushdb()
     await r.aclose()
     work_dir = Path(tempfile.mkdtemp(prefix="ft-bench-"))
-    port = _free_port()
+    port = free_port()
     cluster = LocalCluster(
         env=settings_env(amqp_url=amqp_url, redis_url=redis_url, port=port, work_dir=work_dir,
                          stem_cells=[{"kind": "python:3.11", "memory": 256, "count": 2}]),

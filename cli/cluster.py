@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,13 @@ class LocalCluster:
 
 
 UNTHROTTLED = 1_000_000
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (for a gateway of a local cluster)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def settings_env(

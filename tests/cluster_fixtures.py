@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from bus.broker import HEALTH, Broker, settle
 from bus.codec import unpack
 from bus.config import Settings
 from bus.models import Heartbeat
-from cli.cluster import COMPONENTS, ClusterError, LocalCluster, settings_env
+from cli.cluster import COMPONENTS, ClusterError, LocalCluster, free_port, settings_env
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 # Feed retries after 100, 200, 400 ms..., and feed leases that expire in 3 s, keep tests short.
@@ -55,10 +54,6 @@ class Cluster:
         return {"Authorization": aiohttp.encode_basic_auth(user, key)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_for_stem_cells(
@@ -93,7 +88,7 @@ async def cluster(
     tag = uuid.uuid4().hex[:6]
     processes = LocalCluster(
         env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
-                         port=_free_port(), work_dir=settings.work_dir, user_memory_mb=4096,
+                         port=free_port(), work_dir=settings.work_dir, user_memory_mb=4096,
                          stem_cells=STEM_CELLS) | FAST_ENV | FEED_ENV,
         invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
         log_dir=tmp_path_factory.mktemp("cluster-logs"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -26,18 +27,22 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    vhost = f"ft-test-{uuid.uuid4().hex[:8]}"
+@contextmanager
+def fresh_vhost(prefix: str) -> Iterator[str]:
+    """A RabbitMQ vhost of our own for the duration; yields its AMQP URL."""
+    vhost = f"{prefix}-{uuid.uuid4().hex[:8]}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"{RABBIT}/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    try:
+        yield f"{RABBIT}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis database no other test session holds (a lock key claims it), flushed."""
+@contextmanager
+def claimed_redis_db() -> Iterator[str]:
+    """A Redis database no other test session holds (a lock key claims it), flushed before
+    and after; yields its URL."""
     lock = f"ft-test-{uuid.uuid4().hex}"
     for db in range(1, 16):
         client = redis.Redis.from_url(f"{REDIS}/{db}")
@@ -52,6 +57,18 @@ def redis_url() -> Iterator[str]:
             return
         client.close()
     pytest.fail("no free Redis database for this test session")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    with fresh_vhost("ft-test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with claimed_redis_db() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,25 +6,18 @@ outcomes age out of invoker health in 10 s, to keep scenarios short."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
-import redis
-from aio_pika.abc import AbstractIncomingMessage
 
-from bus.broker import HEALTH, Broker, settle
-from bus.codec import unpack
+from bus.broker import Broker
 from bus.config import Settings
-from bus.models import Heartbeat
 from bus.store import Store
-from cli.cluster import ClusterError, LocalCluster, settings_env
-from tests.cluster_fixtures import FEED_ENV, Cluster, ExtraInitializers
-from tests.conftest import RABBIT, REDIS, _rabbitmqctl
+from cli.cluster import ClusterError, LocalCluster, free_port, settings_env
+from tests.cluster_fixtures import FEED_ENV, Cluster, wait_for_stem_cells
+from tests.conftest import claimed_redis_db, fresh_vhost
 
 STEM_CELLS: list[dict[str, str | int]] = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 
@@ -42,30 +35,9 @@ FAULT_ENV = {
 
 @pytest.fixture(scope="session")
 def fault_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    vhost = f"ft-faults-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    lock = f"ft-faults-{uuid.uuid4().hex}"
-    claimed: redis.Redis | None = None
-    db = 0
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{REDIS}/{db}")
-        if client.set("ft:test-lock", lock, nx=True, ex=3600):
-            client.flushdb()
-            client.set("ft:test-lock", lock, ex=3600)
-            claimed = client
-            break
-        client.close()
-    if claimed is None:
-        _rabbitmqctl("delete_vhost", vhost)
-        pytest.fail("no free Redis database for the fault tests")
-    try:
-        yield Settings(amqp_url=f"{RABBIT}/{vhost}", redis_url=f"{REDIS}/{db}",
+    with fresh_vhost("ft-faults") as amqp_url, claimed_redis_db() as redis_url:
+        yield Settings(amqp_url=amqp_url, redis_url=redis_url,
                        work_dir=tmp_path_factory.mktemp("ft-faults-work"))
-    finally:
-        claimed.flushdb()
-        claimed.close()
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +48,7 @@ async def cluster(
     tag = uuid.uuid4().hex[:6]
     processes = LocalCluster(
         env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
-                         port=_free_port(), work_dir=settings.work_dir, user_memory_mb=1024,
+                         port=free_port(), work_dir=settings.work_dir, user_memory_mb=1024,
                          stem_cells=STEM_CELLS) | FEED_ENV | FAULT_ENV,
         invoker_ids=[f"f{tag}-0", f"f{tag}-1"],
         log_dir=tmp_path_factory.mktemp("fault-cluster-logs"),
@@ -95,37 +67,11 @@ async def wait_ready(processes: LocalCluster, settings: Settings,
                      ids: list[str] | None = None) -> None:
     broker = await Broker.connect(settings.amqp_url, name="fault-cluster-watch")
     try:
-        await _beating(broker, ids or processes.invoker_ids, timeout=90)
+        await wait_for_stem_cells(broker, ids or processes.invoker_ids, timeout=90,
+                                  wanted=sum(int(c["count"]) for c in STEM_CELLS))
         await asyncio.to_thread(processes.wait_for_gateway)
     finally:
         await broker.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _beating(broker: Broker, ids: list[str], timeout: float) -> None:
-    """Until every invoker in ``ids`` sent a heartbeat with its stem cells prewarmed."""
-    ready: set[str] = set()
-    done = asyncio.Event()
-    wanted = sum(int(c["count"]) for c in STEM_CELLS)
-
-    async def on_beat(message: AbstractIncomingMessage) -> None:
-        beat = unpack(message.body, Heartbeat)
-        await settle(message)
-        if beat.invoker_id in ids and sum(beat.prewarmed.values()) >= wanted:
-            ready.add(beat.invoker_id)
-            if ready == set(ids):
-                done.set()
-
-    queue = await broker.consume(None, on_beat, prefetch=50, bind_to=HEALTH)
-    try:
-        await asyncio.wait_for(done.wait(), timeout)
-    finally:
-        await broker.stop_consuming(queue)
 
 
 @pytest.fixture
@@ -141,18 +87,3 @@ async def http(cluster: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=cluster.api_host, headers=cluster.auth_header,
                                      timeout=timeout) as s:
         yield s
-
-
-@pytest.fixture
-async def initializers(cluster: Cluster) -> AsyncIterator[ExtraInitializers]:
-    extra = ExtraInitializers(cluster, [])
-    yield extra
-    for proc in extra.started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in extra.started:
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
