@@ -155,6 +155,7 @@ class ActivationRequest(BaseModel):
     cause: str | None = None
     policy: AsyncPolicy | None = None
     caused_by: str | None = None  # "sequence" for a sequence's components (an annotation)
+    binding: str | None = None  # "ns/binding" when invoked through a binding (an annotation)
 
 
 class ActivationDone(BaseModel):

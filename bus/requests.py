@@ -70,7 +70,7 @@ def async_policy(doc: ActionDoc) -> AsyncPolicy:
 def build_request(
     doc: ActionDoc, payload: Any, *, namespace: str, api_key: str | None, activation_id: str,
     transaction_id: str, reply_to: str | None = None, asynchronous: bool = False,
-    cause: str | None = None, caused_by: str | None = None,
+    cause: str | None = None, caused_by: str | None = None, binding: str | None = None,
 ) -> ActivationRequest:
     """``asynchronous`` requests carry the action's async policy (retries, destinations);
     ``api_key`` is the caller's ``uuid:key``, passed on only if the action asks for it."""
@@ -104,4 +104,5 @@ def build_request(
         cause=cause,
         policy=policy,
         caused_by=caused_by,
+        binding=binding,
     )

@@ -103,10 +103,11 @@ async def invoke_action(request: web.Request) -> web.Response:
 
 async def run_invocation(
     request: web.Request, doc: ActionDoc, invocation: InvokeRequest,
-    base: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None, binding: str | None = None,
 ) -> web.Response:
     """Activate ``doc`` for the caller and answer as OpenWhisk does; ``base`` parameters (a
-    package's, a binding's) sit under the action's own."""
+    package's, a binding's) sit under the action's own; ``binding`` is the binding the action
+    was reached through."""
     app = request.app
     caller = identity(request)
     args = invocation.args
@@ -123,6 +124,7 @@ async def run_invocation(
     activation_id, record = await activate(
         app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
         tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
+        binding=binding,
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     if record is None:
@@ -132,7 +134,7 @@ async def run_invocation(
 
 async def activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str,
-    api_key: str | None, tid: str, wait_ms: int | None,
+    api_key: str | None, tid: str, wait_ms: int | None, binding: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
@@ -148,6 +150,7 @@ async def activate(
         doc, payload, namespace=namespace, api_key=api_key,
         activation_id=activation_id, transaction_id=tid,
         reply_to=waiters.queue_name if blocking else None, asynchronous=not blocking,
+        binding=binding,
     )
     future = waiters.register(activation_id) if blocking else None
     try:

@@ -1,26 +1,35 @@
-"""Who may see which package, and what a binding resolves to.
-
-A namespace's own packages are readable and writable by it; other namespaces' packages are
-readable (and their actions invocable) only when published. A binding is resolved to the
-package it binds, which must itself be readable by the caller."""
+"""Package resolution (``bus.resolution``) with the gateway's answers: a package that is
+missing is a 404, one that is not the caller's and not published a 403."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from bus.models import PackageDoc
+from bus.resolution import (
+    ResolutionError,
+    ResolvedPackage,
+    Unresolved,
+    get_package,
+    readable,
+    resolve_binding,
+    resolve_package,
+)
 from bus.store import Store
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
-from gateway.package_docs import PACKAGES, inherited_parameters
+
+__all__ = [
+    "ResolvedPackage",
+    "get_package",
+    "readable",
+    "readable_package",
+    "resolve_binding_for_read",
+    "resolve_for_read",
+]
 
 
-async def get_package(store: Store, ns: str, name: str) -> PackageDoc | None:
-    return await store.get_entity(PACKAGES, ns, name, PackageDoc)
-
-
-def readable(doc: PackageDoc, caller_ns: str) -> bool:
-    return doc.namespace == caller_ns or doc.publish
+def api_error(exc: ResolutionError) -> ApiError:
+    if exc.reason is Unresolved.FORBIDDEN:
+        return ApiError(403, FORBIDDEN)
+    return ApiError(404, NOT_FOUND)
 
 
 async def readable_package(store: Store, caller_ns: str, ns: str, name: str) -> PackageDoc:
@@ -34,33 +43,17 @@ async def readable_package(store: Store, caller_ns: str, ns: str, name: str) -> 
     return doc
 
 
-@dataclass(frozen=True)
-class ResolvedPackage:
-    """``package`` holds the actions; ``binding`` is the binding it was reached through."""
-
-    package: PackageDoc
-    binding: PackageDoc | None = None
-
-    @property
-    def actions_namespace(self) -> str:
-        """Where the package's actions are stored (``ns/pkg``)."""
-        return self.package.path
-
-    def base_parameters(self) -> dict[str, Any]:
-        return inherited_parameters(self.package, self.binding)
-
-
-async def resolve_binding(store: Store, caller_ns: str, doc: PackageDoc) -> ResolvedPackage:
-    if doc.binding is None:
-        return ResolvedPackage(doc)
-    bound = await get_package(store, doc.binding.namespace, doc.binding.name)
-    if bound is None:
-        raise ApiError(404, NOT_FOUND)
-    if not readable(bound, caller_ns):
-        raise ApiError(403, FORBIDDEN)
-    return ResolvedPackage(bound, doc)
+async def resolve_binding_for_read(
+    store: Store, caller_ns: str, doc: PackageDoc
+) -> ResolvedPackage:
+    try:
+        return await resolve_binding(store, caller_ns, doc)
+    except ResolutionError as exc:
+        raise api_error(exc) from None
 
 
 async def resolve_for_read(store: Store, caller_ns: str, ns: str, name: str) -> ResolvedPackage:
-    doc = await readable_package(store, caller_ns, ns, name)
-    return await resolve_binding(store, caller_ns, doc)
+    try:
+        return await resolve_package(store, caller_ns, ns, name)
+    except ResolutionError as exc:
+        raise api_error(exc) from None

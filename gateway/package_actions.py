@@ -131,4 +131,5 @@ async def invoke_in_package(request: web.Request, ns: str, pkg: str, name: str) 
     actions of ``whisk.system``)."""
     invocation = await InvokeRequest.read(request)
     resolved, doc = await _resolved_action(request, pkg, name, ns)
-    return await run_invocation(request, doc, invocation, base=resolved.base_parameters())
+    return await run_invocation(request, doc, invocation, base=resolved.base_parameters(),
+                                binding=resolved.binding_path)

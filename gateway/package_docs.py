@@ -18,7 +18,6 @@ from gateway.entity_docs import (
 from gateway.errors import ApiError, malformed
 from gateway.validation import GatewayLimits, is_entity_name
 
-PACKAGES = "packages"
 RESERVED_NAMES = ("default",)  # /web/{ns}/default/{action} means "no package"
 BINDING_ANNOTATION = "binding"
 FEED_ANNOTATION = "feed"
@@ -114,14 +113,6 @@ def updated_package(old: PackageDoc, put: PackagePut, updated: int) -> PackageDo
         annotations=_with_binding_annotation(annotations, binding),
         updated=updated,
     )
-
-
-def inherited_parameters(package: PackageDoc, binding: PackageDoc | None) -> dict[str, Any]:
-    """Package parameters overridden by the binding's (the base of an invoke's payload)."""
-    params = {kv.key: kv.value for kv in package.parameters}
-    if binding is not None:
-        params.update((kv.key, kv.value) for kv in binding.parameters)
-    return params
 
 
 def package_json(doc: PackageDoc) -> dict[str, Any]:

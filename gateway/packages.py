@@ -7,17 +7,22 @@ from aiohttp import web
 
 from bus.ids import now_ms
 from bus.models import ActionDoc, PackageBinding, PackageDoc
+from bus.resolution import PACKAGES
 from bus.store import Store
 from gateway.auth import namespace, path_namespace, reads_other_namespaces
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
-from gateway.package_access import get_package, readable, readable_package, resolve_binding
+from gateway.package_access import (
+    get_package,
+    readable,
+    readable_package,
+    resolve_binding_for_read,
+)
 from gateway.package_docs import (
     BINDING_MISSING,
     BINDING_OF_BINDING,
     PACKAGE_CANNOT_BECOME_BINDING,
-    PACKAGES,
     RESERVED_NAMES,
     created_package,
     not_empty,
@@ -80,7 +85,7 @@ async def get_package_handler(request: web.Request) -> web.Response:
     name = check_entity_name(request.match_info["name"])
     store = request.app[STORE]
     doc = await readable_package(store, caller_ns, path_namespace(request), name)
-    resolved = await resolve_binding(store, caller_ns, doc)
+    resolved = await resolve_binding_for_read(store, caller_ns, doc)
     actions = await package_actions(store, resolved.package)
     return json_response(package_with_contents(doc, resolved.binding and resolved.package, actions))
 

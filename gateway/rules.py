@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bus.events import EntityRef, RuleDoc, RuleLink
 from bus.ids import now_ms
+from bus.resolution import ResolutionError, Unresolved, resolve_action
 from gateway.auth import namespace
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
@@ -31,23 +32,26 @@ from gateway.rule_links import get_trigger, link_rule, unlink_rule
 from gateway.state import LIMITS, STORE
 from gateway.validation import bool_param, check_entity_name, read_object
 
-# Catalog packages of whisk.system are public (their entitlement check comes with packages).
-_PUBLIC_NAMESPACE = "whisk.system"
 
-
-def _check_entitled(ns: str, trigger: EntityRef, action: EntityRef) -> None:
-    """Triggers must be the caller's own; actions the caller's own or in a public package."""
-    action_ns, _, package = action.path.partition("/")
-    public = action_ns == _PUBLIC_NAMESPACE and bool(package)
-    if trigger.path != ns or not (action_ns == ns or public):
+async def _check_references(
+    request: web.Request, ns: str, trigger: EntityRef, action: EntityRef
+) -> None:
+    """Triggers must be the caller's own; actions the caller's own, in its packages and
+    bindings, or in packages other namespaces published (403 otherwise). Then both must
+    exist (400)."""
+    if trigger.path != ns:
         raise ApiError(403, FORBIDDEN)
-
-
-async def _check_exist(request: web.Request, trigger: EntityRef, action: EntityRef) -> None:
     store = request.app[STORE]
+    try:
+        await resolve_action(store, ns, action.path, action.name)
+        action_missing = False
+    except ResolutionError as exc:
+        if exc.reason is Unresolved.FORBIDDEN:
+            raise ApiError(403, FORBIDDEN) from None
+        action_missing = True
     if await get_trigger(store, trigger) is None:
         raise ApiError(400, f"trigger {trigger.fqn} does not exist")
-    if await store.get_action(action.path, action.name) is None:
+    if action_missing:
         raise ApiError(400, f"action {action.fqn} does not exist")
 
 
@@ -70,8 +74,7 @@ async def put_rule(request: web.Request) -> web.Response:
     existing = await store.get_entity(RULES, ns, name, RuleDoc)
     refuse_overwrite(existing, overwrite)
     trigger, action = _references(put, existing)
-    _check_entitled(ns, trigger, action)
-    await _check_exist(request, trigger, action)
+    await _check_references(request, ns, trigger, action)
     key = rule_key(ns, name)
     updated = now_ms()
     status: RuleStatus

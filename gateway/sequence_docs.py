@@ -8,6 +8,7 @@ from typing import Any
 
 from bus.models import ActionDoc, KeyValue
 from bus.requests import SEQUENCE
+from bus.resolution import ResolutionError, resolve_action, split_path
 from bus.store import Store
 from gateway.errors import ApiError, malformed
 from gateway.validation import is_entity_name
@@ -18,8 +19,6 @@ SELF_REFERENCE = "Sequence may not refer to itself."
 COMPONENT_MISSING = "Sequence component does not exist."
 MAX_ATOMIC_ACTIONS = 50  # whisk.actionSequence.maxLength
 ACTIONS_PARAMETER = "_actions"
-# Components are readable across namespaces only from the public system catalog.
-PUBLIC_NAMESPACE = "whisk.system"
 
 
 def parse_components(value: Any) -> list[str]:
@@ -49,30 +48,26 @@ def qualify(component: str, caller_ns: str) -> str:
     return "/" + "/".join(parts)
 
 
-def split_path(path: str) -> tuple[str, str]:
-    """``/ns/[pkg/]name`` -> (the namespace actions are stored under, name)."""
-    owner, _, name = path[1:].rpartition("/")
-    return owner, name
-
-
 async def _atomic_count(
     store: Store, path: str, self_path: str, caller_ns: str, seen: frozenset[str]
 ) -> int:
+    """Atomic actions under ``path``; a nested sequence's components are resolved as its
+    owner's, who vouched for them when it was written."""
     owner, name = split_path(path)
-    if owner.split("/", 1)[0] not in (caller_ns, PUBLIC_NAMESPACE):
-        raise ApiError(400, COMPONENT_MISSING)
-    doc = await store.get_action(owner, name)
-    if doc is None:
-        raise ApiError(400, COMPONENT_MISSING)
+    try:
+        doc = (await resolve_action(store, caller_ns, owner, name)).doc
+    except ResolutionError:
+        raise ApiError(400, COMPONENT_MISSING) from None
     if doc.exec.kind != SEQUENCE:
         return 1
     if path in seen:  # a cycle that does not pass through the new sequence
         raise ApiError(400, SELF_REFERENCE)
+    inner_owner = doc.namespace.split("/", 1)[0]
     total = 0
     for inner in doc.exec.components or []:
         if inner == self_path:
             raise ApiError(400, SELF_REFERENCE)
-        total += await _atomic_count(store, inner, self_path, caller_ns, seen | {path})
+        total += await _atomic_count(store, inner, self_path, inner_owner, seen | {path})
     return total
 
 

@@ -1,73 +1,26 @@
-"""OpenWhisk's per-namespace throttles (``Entitlement.checkThrottles``), checked before an
-invoke or a trigger fire is published, with its exact 429 answers.
-
-Invocations per minute and fires per minute count in a fixed calendar-minute window; the
-concurrency throttle counts the namespace's accepted activations that have no record yet (the
-record write takes them out; a deadline ages out any whose record never comes). One Redis round
-trip per check: the namespace's own limits are read by the same script.
-"""
+"""The throttles of ``bus.throttling`` as the gateway's 429 answers."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bus.ids import now_ms
+from bus import throttling
 from bus.models import ActionDoc
 from gateway.errors import ApiError
 from gateway.state import SETTINGS, STORE
 
-RATE_EXCEEDED = 1
-CONCURRENCY_EXCEEDED = 2
-
-# OpenWhisk's completion-ack timeout: max(timeout, 60 s) * 2 + 1 min. An activation older than
-# that is presumed lost and no longer holds a concurrency slot.
-_ACK_FACTOR = 2
-_ACK_ADDON_MS = 60_000
-_MIN_ACK_BASE_MS = 60_000
-
-
-def too_many_requests(count: int, allowed: int) -> ApiError:
-    return ApiError(
-        429, f"Too many requests in the last minute (count: {count}, allowed: {allowed})."
-    )
-
-
-def too_many_concurrent(count: int, allowed: int) -> ApiError:
-    return ApiError(
-        429, f"Too many concurrent requests in flight (count: {count}, allowed: {allowed})."
-    )
-
-
-def in_flight_deadline(doc: ActionDoc, now: int) -> int:
-    """When ``doc``'s activation stops counting as in flight if no record came. A sequence
-    runs its components one after another, so it gets the sum of their waits (bounded by the
-    sequence length); the component limits are unknown here, so each counts as the default."""
-    base = max(doc.limits.timeout, _MIN_ACK_BASE_MS)
-    steps = len(doc.exec.components or []) or 1
-    return now + steps * (base * _ACK_FACTOR + _ACK_ADDON_MS)
-
 
 async def admit_invocation(app: web.Application, namespace: str, doc: ActionDoc,
                            activation_id: str) -> None:
-    """Count one invocation of ``namespace`` and hold a concurrency slot for
-    ``activation_id``, or raise the 429."""
-    settings = app[SETTINGS]
-    now = now_ms()
-    verdict, count, allowed = await app[STORE].throttle_invoke(
-        namespace, activation_id, now=now, deadline=in_flight_deadline(doc, now),
-        per_minute=settings.invocations_per_minute, concurrent=settings.concurrent_invocations,
-    )
-    if verdict == RATE_EXCEEDED:
-        raise too_many_requests(count, allowed)
-    if verdict == CONCURRENCY_EXCEEDED:
-        raise too_many_concurrent(count, allowed)
+    try:
+        await throttling.admit_invocation(app[STORE], app[SETTINGS], namespace, doc,
+                                          activation_id)
+    except throttling.Throttled as exc:
+        raise ApiError(429, str(exc)) from None
 
 
 async def admit_fire(app: web.Application, namespace: str) -> None:
-    """Count one trigger fire of ``namespace`` (fires count against ``firesPerMinute`` only:
-    the rules' activations are the initializer's)."""
-    verdict, count, allowed = await app[STORE].throttle_fire(
-        namespace, now=now_ms(), per_minute=app[SETTINGS].fires_per_minute
-    )
-    if verdict == RATE_EXCEEDED:
-        raise too_many_requests(count, allowed)
+    try:
+        await throttling.admit_fire(app[STORE], app[SETTINGS], namespace)
+    except throttling.Throttled as exc:
+        raise ApiError(429, str(exc)) from None

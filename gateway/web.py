@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bus.models import ActionDoc, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, truthy
+from bus.resolution import get_package, inherited_parameters
 from gateway.auth import Identity, parse_basic
 from gateway.errors import (
     AUTH_INVALID,
@@ -94,19 +95,25 @@ def _check_whisk_auth(doc: ActionDoc, request: web.Request, caller: Identity | N
             raise ApiError(401, AUTH_MISSING)
 
 
-async def _find_action(request: web.Request) -> tuple[ActionDoc, str, str]:
-    """The exported action, its extension and the rest of the path; 404 when not exported
-    (a missing action and an unexported one must look the same)."""
+async def _find_action(request: web.Request) -> tuple[ActionDoc, dict[str, Any], str, str]:
+    """The exported action, the parameters its package gives it, its extension and the rest
+    of the path; 404 when not exported (a missing action and an unexported one must look the
+    same). As in OpenWhisk, a binding does not reach web actions: the action is looked up
+    where it is stored."""
     ns, package = request.match_info["ns"], request.match_info["pkg"]
     name, extension, rest = split_action_segment(request.match_info["tail"])
     if not (is_entity_name(ns) and is_entity_name(package) and is_entity_name(name)):
         raise ApiError(404, NOT_FOUND)
+    store = request.app[STORE]
     # Actions in a package are stored under "<ns>/<package>".
     owner = ns if package == DEFAULT_PACKAGE else f"{ns}/{package}"
-    doc = await request.app[STORE].get_action(owner, name)
+    doc = await store.get_action(owner, name)
     if doc is None or not truthy(doc.annotation("web-export")):
         raise ApiError(404, NOT_FOUND)
-    return doc, extension, rest
+    base: dict[str, Any] = {}
+    if package != DEFAULT_PACKAGE and (pkg := await get_package(store, ns, package)):
+        base = inherited_parameters(pkg, None)
+    return doc, base, extension, rest
 
 
 def _cors_headers(request: web.Request) -> dict[str, str]:
@@ -182,7 +189,7 @@ def _to_response(answer: WebAnswer, extra: dict[str, str]) -> web.Response:
 async def web_action(request: web.Request) -> web.Response:
     if request.method not in METHODS:
         raise web.HTTPMethodNotAllowed(request.method, METHODS)
-    doc, extension, rest = await _find_action(request)
+    doc, base, extension, rest = await _find_action(request)
     custom_options = truthy(doc.annotation("web-custom-options"))
     cors = {} if custom_options else _cors_headers(request)
     if request.method == "OPTIONS" and not custom_options:
@@ -193,7 +200,7 @@ async def web_action(request: web.Request) -> web.Response:
     raw_http = truthy(doc.annotation("raw-http"))
     arguments = build_arguments(request, raw, rest, caller, raw_http=raw_http)
     try:
-        payload = build_payload(doc, arguments)
+        payload = build_payload(doc, arguments, base=base)
     except ParametersNotAllowed as exc:
         raise ApiError(400, PARAMETERS_NOT_ALLOWED) from exc
 

@@ -10,6 +10,7 @@ again, which the invokers' first-record-wins write turns into one answer each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -17,12 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus.broker import ACTIVATIONS, Broker
-from bus.events import TriggerDoc, TriggerFire
+from bus.config import Settings
+from bus.events import EntityRef, TriggerDoc, TriggerFire
 from bus.ids import new_transaction_id
-from bus.models import ActionDoc, ActivationRecord, ActivationResponse, StatusCode
+from bus.models import ActivationRecord, ActivationResponse, StatusCode
 from bus.replies import ReplyFuture, ReplyWaiters
 from bus.requests import ParametersNotAllowed, build_payload, build_request
+from bus.resolution import ResolutionError, ResolvedAction, resolve_action
 from bus.store import Store
+from bus.throttling import Throttled, admit_invocation
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +79,10 @@ class FireResult:
 
 
 class FireFanout:
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: Store, broker: Broker, settings: Settings) -> None:
         self.store = store
         self.broker = broker
+        self.settings = settings
 
     async def fire(
         self, fire: TriggerFire, *, trigger: TriggerDoc | None = None,
@@ -96,26 +101,34 @@ class FireFanout:
                   if link.status == "active"]
         if not active:
             return result  # OpenWhisk: no active rule, no activation (204)
-        base = {kv.key: kv.value for kv in trigger.parameters}
+        # OpenWhisk: the trigger's parameters under the fire's payload are the invoke
+        # arguments, which sit over the action's (and its package's) parameters.
+        args = {kv.key: kv.value for kv in trigger.parameters} | fire.payload
         if fire.headers:
-            base["__ow_headers"] = dict(fire.headers)
-        actions = await asyncio.gather(
-            *(self.store.get_action(link.action.path, link.action.name) for _, link in active))
+            args["__ow_headers"] = dict(fire.headers)
+        resolved = await asyncio.gather(
+            *(self._resolve(fire.namespace, link.action) for _, link in active))
         publishes = []
-        for (rule, link), doc in zip(active, actions, strict=True):
+        for (rule, link), action in zip(active, resolved, strict=True):
             outcome = RuleActivation(rule=rule, action=f"{link.action.path}/{link.action.name}")
             result.rules.append(outcome)
-            if doc is None:
+            if action is None:
                 outcome.error = ACTION_MISSING
                 continue
             try:
-                payload = build_payload(doc, fire.payload, base=base)
+                payload = build_payload(action.doc, args, base=action.base)
             except ParametersNotAllowed:
                 outcome.error = PARAMETERS_NOT_ALLOWED
                 continue
-            outcome.activation_id = rule_activation_id(fire.activation_id, rule)
-            outcome.timeout_ms = doc.limits.timeout
-            publishes.append(self._publish(fire, doc, payload, outcome, waiters))
+            aid = rule_activation_id(fire.activation_id, rule)
+            try:
+                await admit_invocation(self.store, self.settings, fire.namespace, action.doc, aid)
+            except Throttled as exc:
+                outcome.error = str(exc)
+                continue
+            outcome.activation_id = aid
+            outcome.timeout_ms = action.doc.limits.timeout
+            publishes.append(self._publish(fire, action, payload, outcome, waiters))
         try:
             await asyncio.gather(*publishes)
         except BaseException:
@@ -126,21 +139,36 @@ class FireFanout:
         await self.store.write_record(self._trigger_record(fire, trigger, result))
         return result
 
+    async def _resolve(self, namespace: str, action: EntityRef) -> ResolvedAction | None:
+        """The rule's action as the trigger's namespace may run it, with its package's and
+        binding's parameters; None if it is gone or no longer readable."""
+        try:
+            return await resolve_action(self.store, namespace, action.path, action.name)
+        except ResolutionError:
+            return None
+
     async def _publish(
-        self, fire: TriggerFire, doc: ActionDoc, payload: Any, outcome: RuleActivation,
+        self, fire: TriggerFire, action: ResolvedAction, payload: Any, outcome: RuleActivation,
         waiters: ReplyWaiters | None,
     ) -> None:
         aid = outcome.activation_id
         assert aid is not None
         request = build_request(
-            doc, payload, namespace=fire.namespace, api_key=None, activation_id=aid,
+            action.doc, payload, namespace=fire.namespace, api_key=None, activation_id=aid,
             transaction_id=new_transaction_id(),
             reply_to=waiters.queue_name if waiters is not None else None,
-            asynchronous=waiters is None, cause=fire.activation_id,
+            asynchronous=waiters is None, cause=fire.activation_id, binding=action.binding,
         )
         if waiters is not None:
             outcome.reply = waiters.register(aid)
-        await self.broker.publish(request, routing_key=ACTIVATIONS, message_id=aid)
+        try:
+            await self.broker.publish(request, routing_key=ACTIVATIONS, message_id=aid)
+        except BaseException:
+            # Never published: no record will free its concurrency slot (a redelivered
+            # fire takes a new one); the slot's deadline frees it if Redis fails too.
+            with contextlib.suppress(Exception):
+                await self.store.release_in_flight(fire.namespace, aid)
+            raise
 
     @staticmethod
     def _trigger_record(

@@ -29,6 +29,7 @@ from bus.models import (
 )
 from bus.replies import ReplyFuture, ReplyWaiters
 from bus.requests import SEQUENCE, ParametersNotAllowed, build_payload, build_request
+from bus.resolution import ResolutionError, resolve_action, split_path
 from bus.store import Store
 
 log = logging.getLogger(__name__)
@@ -109,23 +110,28 @@ class SequenceRunner:
         aid = component_activation_id(req.activation_id, position)
         record = await self.store.get_record(aid)  # done by an earlier delivery
         if record is None:
-            owner, _, name = path[1:].rpartition("/")
-            doc = await self.store.get_action(owner, name)
-            if doc is None:
+            # Resolved as the sequence's owner, who vouched for its components when it
+            # was written; a component reached through a package or a binding gets their
+            # parameters under its own, as when invoked directly.
+            owner, name = split_path(path)
+            try:
+                action = await resolve_action(
+                    self.store, req.action.namespace.split("/", 1)[0], owner, name)
+            except ResolutionError:
                 progress.fail(StatusCode.APPLICATION_ERROR, COMPONENT_MISSING)
                 return
             try:
-                payload = build_payload(doc, progress.payload)
+                payload = build_payload(action.doc, progress.payload, base=action.base)
             except ParametersNotAllowed:
                 progress.fail(StatusCode.APPLICATION_ERROR, PARAMETERS_NOT_ALLOWED)
                 return
             request = build_request(
-                doc, payload, namespace=req.invoking_namespace, api_key=req.api_key,
+                action.doc, payload, namespace=req.invoking_namespace, api_key=req.api_key,
                 activation_id=aid, transaction_id=req.transaction_id,
                 reply_to=self.waiters.queue_name, cause=req.activation_id,
-                caused_by=CAUSED_BY,
+                caused_by=CAUSED_BY, binding=action.binding,
             )
-            record = await self._activate(request, doc.limits.timeout, resumed=resumed)
+            record = await self._activate(request, action.doc.limits.timeout, resumed=resumed)
             if record is None:
                 progress.fail(StatusCode.WHISK_ERROR, COMPONENT_LOST)
                 return
@@ -188,6 +194,8 @@ class SequenceRunner:
         ]
         if req.caused_by:
             annotations.append(KeyValue(key="causedBy", value=req.caused_by))
+        if req.binding:
+            annotations.append(KeyValue(key="binding", value=req.binding))
         return ActivationRecord(
             namespace=req.invoking_namespace, name=action.name, version=action.version,
             subject=req.subject, activationId=req.activation_id, start=start,

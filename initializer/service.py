@@ -71,7 +71,7 @@ class Initializer:
         self.supervisor = Supervisor(self.id, self.registry, store, broker,
                                      settings.drain_lease_ttl_ms)
         self.waiters = ReplyWaiters(broker, self.id)
-        self.fanout = FireFanout(store, broker)
+        self.fanout = FireFanout(store, broker, settings)
         self.feeds = FeedManager(self.id, store=store, broker=broker, fanout=self.fanout,
                                  waiters=self.waiters, settings=settings)
         self.alarms = AlarmScheduler(lambda: self.feeds.docs.values(), store=store,

@@ -79,6 +79,8 @@ def build_record(
     annotations.append(KeyValue(key="waitTime", value=max(0, start - req.accepted_at)))
     if req.caused_by:
         annotations.append(KeyValue(key="causedBy", value=req.caused_by))
+    if req.binding:
+        annotations.append(KeyValue(key="binding", value=req.binding))
     return ActivationRecord(
         namespace=req.invoking_namespace,
         name=action.name,
