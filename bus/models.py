@@ -58,6 +58,7 @@ class ActionExec(BaseModel):
     main: str | None = None
     # kind "sequence": fully qualified "/ns/[pkg/]name" of each component, in order.
     components: list[str] | None = None
+    image: str | None = None  # kind "blackbox": the image to run (code is then optional)
 
 
 class ActionDoc(BaseModel):
@@ -100,6 +101,10 @@ class NamespaceLimits(BaseModel):
 # Messages
 
 
+def container_kind(kind: str, image: str | None) -> str:
+    return f"{kind}:{image}" if image else kind
+
+
 class ActionSnapshot(BaseModel):
     """What an invoker needs to run an action, frozen at accept time so the invoker never
     reads the entity store on the hot path (only the code, once per digest)."""
@@ -115,6 +120,13 @@ class ActionSnapshot(BaseModel):
     init_env: dict[str, str] = Field(default_factory=dict)
     provide_api_key: bool = False
     components: list[str] | None = None  # a sequence: run by the initializer, not an invoker
+    image: str | None = None  # a blackbox action's own image
+
+    @property
+    def container_kind(self) -> str:
+        """What the pool matches containers (and stem cells) by: a blackbox runs in its
+        own image, so its image is part of its kind."""
+        return container_kind(self.kind, self.image)
 
     @property
     def path(self) -> str:

@@ -87,6 +87,7 @@ def build_request(
         init_env={kv.key: _env_value(kv.value) for kv in doc.parameters if kv.init},
         provide_api_key=provide_api_key,
         components=doc.exec.components,
+        image=doc.exec.image,
     )
     policy = async_policy(doc) if asynchronous else None
     return ActivationRequest(

@@ -18,7 +18,13 @@ from cli.output import (
     print_json,
     sort_actions_by_name,
 )
-from cli.params import as_key_value_list, build_exec, collect_values, web_annotations
+from cli.params import (
+    as_key_value_list,
+    build_docker_exec,
+    build_exec,
+    collect_values,
+    web_annotations,
+)
 
 # Fields `ft action get NAME FIELD` accepts (wsk checks against its Action struct).
 ACTION_FIELDS = (
@@ -60,6 +66,10 @@ def build_action_body(args: argparse.Namespace, name: QualifiedName, update: boo
             raise CliError("Invalid argument(s). --kind and --main cannot be used with "
                            "--sequence.")
         body["exec"] = sequence_exec(components, name.namespace)
+    elif args.docker:
+        if args.kind:
+            raise CliError("Cannot specify both --kind and --docker at the same time.")
+        body["exec"] = build_docker_exec(args.docker, args.file, args.main)
     elif args.file:
         body["exec"] = build_exec(args.file, args.kind, args.main)
     elif not update:

@@ -99,6 +99,10 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
             "sequence",
         )
         parser.add_argument("--kind", metavar="KIND", help="runtime KIND, e.g. python:default")
+        parser.add_argument(
+            "--docker", metavar="IMAGE",
+            help="run the action in IMAGE (a blackbox action; the image must be present "
+            "locally and serve the action proxy, e.g. built FROM funtainer/python:3.11)")
         parser.add_argument("--main", metavar="MAIN", help="name of the action entry point")
         add_param_flags(parser)
         add_annotation_flags(parser)

@@ -84,25 +84,39 @@ def kind_for_file(path: str, explicit_kind: str | None) -> str:
         ) from None
 
 
-def build_exec(path: str, kind: str | None, main: str | None) -> dict[str, Any]:
-    """The ``exec`` object for a code file: text for source files, base64 for archives."""
+def read_code(path: str) -> str:
+    """A code file as ``exec.code``: text for source files, base64 for archives."""
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise CliError(
             f"File '{path}' is not a valid file or it does not exist: {err.strerror}"
         ) from err
-    resolved_kind = kind_for_file(path, kind)
     if Path(path).suffix.lower() in BINARY_EXTENSIONS:
-        code = base64.b64encode(raw).decode()
-    else:
-        try:
-            code = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CliError(
-                f"Unable to read the file '{path}': it is not UTF-8 text "
-                "(archives must end in .zip)"
-            ) from None
+        return base64.b64encode(raw).decode()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(
+            f"Unable to read the file '{path}': it is not UTF-8 text "
+            "(archives must end in .zip)"
+        ) from None
+
+
+def build_docker_exec(image: str, path: str | None, main: str | None) -> dict[str, Any]:
+    """wsk's ``--docker IMAGE [FILE]``: a blackbox action, its code optional."""
+    exec_: dict[str, Any] = {"kind": "blackbox", "image": image}
+    if path:
+        exec_["code"] = read_code(path)
+    if main:
+        exec_["main"] = main
+    return exec_
+
+
+def build_exec(path: str, kind: str | None, main: str | None) -> dict[str, Any]:
+    """The ``exec`` object for a code file."""
+    code = read_code(path)
+    resolved_kind = kind_for_file(path, kind)
     if resolved_kind.startswith("java") and not main:
         raise CliError(
             "Java actions require --main to specify the fully-qualified name of the main class"

@@ -21,9 +21,15 @@ from gateway.entity_docs import (
 from gateway.errors import ApiError, malformed, too_large
 from gateway.sequence_docs import parse_components
 from gateway.validation import GatewayLimits
-from runtimes.kinds import resolve_kind, supported_kinds
+from runtimes.kinds import BLACKBOX, resolve_kind, supported_kinds
 
 EXEC_ANNOTATION = "exec"
+# Docker's reference grammar, simplified: lower-case path components, an optional tag, an
+# optional digest. Images are never pulled; the engine must already have them.
+IMAGE_REFERENCE = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+MAX_IMAGE_LENGTH = 255
 
 # OpenWhisk's base64 test for "this code is a zip/jar" (ent/Exec.scala isBinaryCode), in an
 # equivalent form that scans 48 MB without backtracking: with the length a multiple of four,
@@ -93,6 +99,7 @@ class ExecPut:
     code_size: int  # bytes of UTF-8
     main: str | None
     components: list[str] | None = None  # a sequence's, as given (resolved at PUT)
+    image: str | None = None  # a blackbox's
 
 
 @dataclass(frozen=True)
@@ -126,10 +133,15 @@ def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
     if raw_kind == SEQUENCE:
         components = parse_components(value.get("components"))
         return ExecPut(kind=SEQUENCE, code="", code_size=0, main=None, components=components)
-    kind = resolve_kind(raw_kind)
+    image = None
+    if raw_kind.strip().lower() == BLACKBOX:
+        kind: str | None = BLACKBOX
+        image = parse_image(value.get("image"))
+    else:
+        kind = resolve_kind(raw_kind)
     if kind is None:
         raise unsupported_kind(raw_kind.strip().lower())
-    code = value.get("code")
+    code = value.get("code", "" if image else None)
     if not isinstance(code, str):
         raise malformed(f"'code' must be a string defined in 'exec' for '{kind}' actions")
     size = len(code.encode())
@@ -138,7 +150,17 @@ def parse_exec(value: Any, limits: GatewayLimits) -> ExecPut:
     main = value.get("main")
     if main is not None and not isinstance(main, str):
         raise malformed("'main' must be a string")
-    return ExecPut(kind=kind, code=code, code_size=size, main=main or None)
+    return ExecPut(kind=kind, code=code, code_size=size, main=main or None, image=image)
+
+
+def parse_image(value: Any) -> str:
+    """A blackbox's image: a Docker reference (``name[:tag]`` or ``name@sha256:…``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise malformed("'image' must be a string defined in 'exec' for 'blackbox' actions")
+    image = value.strip()
+    if len(image) > MAX_IMAGE_LENGTH or not IMAGE_REFERENCE.fullmatch(image):
+        raise malformed(f"'{image[:MAX_IMAGE_LENGTH]}' is not a valid image name")
+    return image
 
 
 def parse_action_put(body: dict[str, Any], limits: GatewayLimits) -> ActionPut:
@@ -203,9 +225,11 @@ def updated_doc(
 def action_json(doc: ActionDoc, code: str | None, *, include_code: bool = True) -> dict[str, Any]:
     """OpenWhisk's WhiskAction JSON (GET, PUT and DELETE answers)."""
     exec_json: dict[str, Any] = {"kind": doc.exec.kind}
+    if doc.exec.image is not None:
+        exec_json["image"] = doc.exec.image
     if doc.exec.components is not None:
         exec_json["components"] = doc.exec.components
-    elif include_code:
+    elif include_code and (code or doc.exec.image is None):  # a blackbox's code is optional
         exec_json["code"] = code if code is not None else ""
     exec_json["binary"] = doc.exec.binary
     if doc.exec.main:

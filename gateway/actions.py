@@ -34,10 +34,11 @@ COLLECTION = "actions"
 async def store_exec(store: Store, spec: ExecPut) -> ActionExec:
     if spec.components is not None:  # a sequence has no code
         return ActionExec(kind=spec.kind, components=spec.components)
-    digest = await store.put_code(spec.code)
+    # A blackbox image may carry its action itself and then has no code.
+    digest = await store.put_code(spec.code) if spec.code or spec.image is None else None
     return ActionExec(
         kind=spec.kind, code_digest=digest, code_size=spec.code_size,
-        binary=is_binary_code(spec.code), main=spec.main,
+        binary=bool(spec.code) and is_binary_code(spec.code), main=spec.main, image=spec.image,
     )
 
 

@@ -22,6 +22,7 @@ INIT_EXITED = "The action did not initialize and exited unexpectedly."
 RUN_EXITED = "The action did not produce a valid response and exited unexpectedly."
 OUT_OF_MEMORY = "The action exhausted its memory and was aborted."
 PROVISION_FAILED = "Failed to provision resources to run the action."
+IMAGE_UNAVAILABLE = "Failed to pull container image '{image}'."
 LOGS_MISSING = "The action did not initialize or run as expected. Log data might be missing."
 LOGS_TRUNCATED = "Logs were truncated because the total bytes size exceeds the limit of {n} bytes."
 

@@ -26,7 +26,7 @@ from bus.models import (
 from bus.process import connections, run_process, stop_on_signals
 from bus.store import Store
 from invoker import outcome as oc
-from invoker.backends import ContainerBackend, ContainerHandle
+from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
 from invoker.handoff import Handoff
 from invoker.logs import collect
 from invoker.outcome import Outcome
@@ -145,7 +145,8 @@ class Invoker:
             await settle(message, ack=False, requeue=True)
             return
         self.jobs[aid] = JobContext(req, message)
-        job = Job(aid, action.key, req.invoking_namespace, action.kind, action.limits.memory)
+        job = Job(aid, action.key, req.invoking_namespace, action.container_kind,
+                  action.limits.memory)
         self.apply(self.pool.submit(job, time.monotonic()))
 
     def apply(self, commands: list[StartStemCell | Run | Remove]) -> None:
@@ -234,16 +235,19 @@ class Invoker:
         """Create the container for a cold start; on failure answer with a whisk error."""
         req = ctx.request
         try:
-            await self._create(cid, req.action.kind, req.action.limits.memory)
+            await self._create(cid, req.action.container_kind, req.action.limits.memory)
             return True
-        except Exception:
-            log.exception("cold start of %s failed", req.action.path)
+        except Exception as exc:
+            if isinstance(exc, ImageUnavailable):  # the action's fault, not the platform's
+                outcome = oc.developer_error(oc.IMAGE_UNAVAILABLE.format(image=exc.image))
+            else:
+                log.exception("cold start of %s failed", req.action.path)
+                outcome = oc.whisk_error(oc.PROVISION_FAILED)
             await self._destroy(cid)
             self.apply(self.pool.container_failed_to_start(cid, time.monotonic()))
             now = now_ms()
             await self._complete(ctx, build_record(
-                req, oc.whisk_error(oc.PROVISION_FAILED), start=now, end=now, logs=[],
-                init_ms=None, invoker_id=self.id))
+                req, outcome, start=now, end=now, logs=[], init_ms=None, invoker_id=self.id))
             return False
 
     async def _execute(self, cmd: Run, req: ActivationRequest) -> tuple[ActivationRecord, bool]:

@@ -36,7 +36,14 @@ def resolve_kind(kind: str) -> str | None:
     return ALIASES.get(kind)
 
 
+BLACKBOX = "blackbox"
+_BLACKBOX_PREFIX = f"{BLACKBOX}:"
+
+
 def image_for(kind: str, prefix: str = "funtainer") -> str:
+    """The image of a container kind: a runtime's, or the one a blackbox kind names."""
+    if kind.startswith(_BLACKBOX_PREFIX):
+        return kind.removeprefix(_BLACKBOX_PREFIX)
     return f"{prefix}/{RUNTIMES[kind].image_name}"
 
 

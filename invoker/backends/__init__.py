@@ -25,10 +25,19 @@ class ContainerHandle:
         return self.io_dir / "logs" / f"{activation_id}.log"
 
 
+class ImageUnavailable(LookupError):
+    """The engine does not have the image (this platform never pulls: images are local)."""
+
+    def __init__(self, image: str) -> None:
+        super().__init__(image)
+        self.image = image
+
+
 class ContainerBackend(Protocol):
     async def create(self, pool_id: str, kind: str, memory: int) -> ContainerHandle:
         """Create and start a container for ``kind`` limited to ``memory`` MB. Returns once
-        the engine started it (the caller waits for the proxy socket)."""
+        the engine started it (the caller waits for the proxy socket). Raises
+        ``ImageUnavailable`` if the kind's image is not there."""
 
     async def destroy(self, handle: ContainerHandle) -> None:
         """Remove the container and its io directory. Never raises for a missing one."""

@@ -17,11 +17,11 @@ from typing import Any
 
 import docker
 import requests
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
 from bus.config import Settings
-from invoker.backends import ContainerHandle
+from invoker.backends import ContainerHandle, ImageUnavailable
 from runtimes.kinds import image_for
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,11 @@ class DockerBackend:
     async def create(self, pool_id: str, kind: str, memory: int) -> ContainerHandle:
         io_dir = self._prepare_io_dir(pool_id)
         name = self._container_name(pool_id)
+        image = image_for(kind, self.settings.image_prefix)
         try:
             created = await self._call(
                 self._api.create_container,
-                image_for(kind, self.settings.image_prefix),
+                image,
                 name=name,
                 user=self.settings.container_user,
                 environment={"__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"},
@@ -152,9 +153,11 @@ class DockerBackend:
                 host_config=self._host_config(io_dir, memory),
             )
             await self._call(self._api.start, created["Id"])
-        except Exception:
+        except Exception as exc:
             await self._call(self._force_remove, name)
             await asyncio.to_thread(_release_io_dir, io_dir)
+            if isinstance(exc, ImageNotFound):
+                raise ImageUnavailable(image) from exc
             raise
         return ContainerHandle(pool_id=pool_id, name=name, engine_id=created["Id"], io_dir=io_dir)
 

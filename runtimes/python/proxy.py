@@ -29,6 +29,7 @@ del sys.path[0]
 MODULE_NAME = "main__"  # the action's module, as in OpenWhisk's launcher: not "__main__"
 NOT_A_RESULT = "The action did not return a dictionary or array."
 NO_CODE = "Missing main/no code to execute."
+BAKED_ACTION_DIR = os.environ.get("FT_ACTION_DIR", "/action")
 
 
 class InitError(Exception):
@@ -93,12 +94,15 @@ class Proxy:
 
     def _load(self, value: dict[str, object]) -> Callable[[object], object]:
         code = value.get("code")
-        if not code or (isinstance(code, str) and not code.strip()):
-            raise InitError(NO_CODE)
-        if not isinstance(code, str):
-            raise InitError("The action's code is not a string.")
         entry = value.get("main") or "main"
-        if value.get("binary"):
+        if not code and os.path.isfile(os.path.join(BAKED_ACTION_DIR, "__main__.py")):
+            # A blackbox image built on this one may carry its action instead of sending it.
+            namespace = self._load_directory(BAKED_ACTION_DIR)
+        elif not code or (isinstance(code, str) and not code.strip()):
+            raise InitError(NO_CODE)
+        elif not isinstance(code, str):
+            raise InitError("The action's code is not a string.")
+        elif value.get("binary"):
             namespace = self._load_zip(code)
         else:
             namespace = self._load_source(code)
@@ -127,8 +131,6 @@ class Proxy:
     def _load_zip(self, code: str) -> dict[str, object]:
         import base64
         import binascii
-        import glob
-        import importlib.util
         import io
         import tempfile
         import zipfile
@@ -145,6 +147,14 @@ class Proxy:
             archive.extractall(root)
         except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
             raise InitError(f"The action's zip file could not be extracted: {exc}") from exc
+        return self._load_directory(root)
+
+    def _load_directory(self, root: str) -> dict[str, object]:
+        """``root/__main__.py`` as the action's module, with ``root`` (and a virtualenv in
+        it) importable."""
+        import glob
+        import importlib.util
+
         sys.path.insert(0, root)
         venvs = sorted(glob.glob(os.path.join(root, "virtualenv/lib/python3*/site-packages")))
         for site_dir in venvs:

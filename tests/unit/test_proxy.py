@@ -108,13 +108,17 @@ class ProxyProcess:
 
 @pytest.fixture
 def proxy() -> Iterator[ProxyProcess]:
+    yield from _proxy_process({})
+
+
+def _proxy_process(env: dict[str, str]) -> Iterator[ProxyProcess]:
     # Not tmp_path: a Unix socket path must stay under 108 bytes.
     proxy_dir = Path(tempfile.mkdtemp(prefix="ftp-"))
     (proxy_dir / "proxy.sock").write_text("stale")  # a leftover must not stop the proxy
     with open(proxy_dir / "diag.txt", "wb") as diag:
         process = subprocess.Popen(
             [sys.executable, "-s", "-P", str(PROXY)],
-            env={**os.environ, "FT_PROXY_DIR": str(proxy_dir)},
+            env={**os.environ, "FT_PROXY_DIR": str(proxy_dir), **env},
             stdout=diag,
             stderr=diag,
         )
@@ -206,6 +210,25 @@ def test_syntax_error_at_init(proxy: ProxyProcess, conn: ProxyConnection) -> Non
         text for stream, text in read_log(proxy.dir, "syntax-1") if stream == "stderr"
     )
     assert "SyntaxError" in logged and "def main(a)" in logged
+
+
+def test_action_baked_into_the_image_runs_without_code(tmp_path: Path) -> None:
+    """A blackbox image built on the Python runtime may carry its action in /action."""
+    baked = tmp_path / "action"
+    (baked / "helpers").mkdir(parents=True)
+    (baked / "helpers" / "__init__.py").write_text("PREFIX = 'baked '\n")
+    (baked / "__main__.py").write_text(
+        "from helpers import PREFIX\n"
+        "def main(args):\n    return {'said': PREFIX + args['word']}\n")
+    processes = _proxy_process({"FT_ACTION_DIR": str(baked)})
+    proxy = next(processes)
+    conn = proxy.connect()
+    try:
+        assert conn.post("/init", {"value": {"name": "t", "env": {}}}) == (200, {"ok": True})
+        assert conn.run({"word": "hi"}) == (200, {"said": "baked hi"})
+    finally:
+        conn.close()
+        processes.close()
 
 
 def test_init_failures(conn: ProxyConnection) -> None:
