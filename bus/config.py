@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     docker_url: str = "unix:///var/run/docker.sock"
     image_prefix: str = "funtainer"
     heartbeat_interval_s: float = 1.0
+    # The direct path: a gateway hands a blocking activation straight to an invoker that holds
+    # an idle warm container for it (one socket round trip instead of three broker hops);
+    # everything else, and anything the invoker declines, goes through the initializer.
+    direct_path: bool = True
+    # How long a gateway waits on the direct path beyond the action's time limit before it
+    # hands the activation to the initializer's supervision (a frozen invoker).
+    direct_margin_s: float = 5.0
 
     # initializer
     invoker_dead_after_s: float = 10.0

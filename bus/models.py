@@ -168,6 +168,17 @@ class ActivationRequest(BaseModel):
     policy: AsyncPolicy | None = None
     caused_by: str | None = None  # "sequence" for a sequence's components (an annotation)
     binding: str | None = None  # "ns/binding" when invoked through a binding (an annotation)
+    # Already running on this invoker through the direct path: the initializer places it
+    # there (so its deadline and the invoker's death are supervised) instead of choosing.
+    held_by: str | None = None
+
+
+class DirectAnswer(BaseModel):
+    """invoker -> gateway on the direct path: the record, or None when the invoker had no
+    idle warm container for the action and did not take it (the gateway then publishes it)."""
+
+    activation_id: str
+    record: ActivationRecord | None = None
 
 
 class ActivationDone(BaseModel):
@@ -202,6 +213,7 @@ class Heartbeat(BaseModel):
     warm: list[str] = Field(default_factory=list)  # action keys with a warm container
     prewarmed: dict[str, int] = Field(default_factory=dict)  # "kind/memory" -> count
     draining: bool = False
+    direct: str | None = None  # Unix socket of its direct path (gateways send warm work there)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +326,7 @@ def _json_size(value: JSON) -> int:
 
 
 ActivationDone.model_rebuild()
+DirectAnswer.model_rebuild()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,11 +32,21 @@ from gateway import (
 from gateway import web as web_actions
 from gateway.auth import AuthCache, auth_middleware, namespace
 from gateway.catalog import install_catalog
+from gateway.direct import DirectPath
 from gateway.errors import request_context
 from gateway.jsonio import json_response
 from gateway.limits import get_limits
 from gateway.replies import Waiters
-from gateway.state import AUTH_CACHE, BROKER, GATEWAY_ID, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.state import (
+    AUTH_CACHE,
+    BROKER,
+    DIRECT,
+    GATEWAY_ID,
+    LIMITS,
+    SETTINGS,
+    STORE,
+    WAITERS,
+)
 from gateway.validation import MB, GatewayLimits
 from runtimes.kinds import RUNTIMES
 
@@ -158,6 +168,8 @@ async def _on_startup(app: web.Application) -> None:
     await ensure_guest(app[STORE], app[SETTINGS])
     await install_catalog(app[STORE])
     await app[WAITERS].start()
+    if DIRECT in app:
+        await app[DIRECT].start()
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
 
 
@@ -168,6 +180,8 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
+    if DIRECT in app:
+        await app[DIRECT].close()
     await app[WAITERS].close()
 
 
@@ -194,6 +208,8 @@ def build_app(
     app[AUTH_CACHE] = auth_cache
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
+    if settings.direct_path:
+        app[DIRECT] = DirectPath(broker, settings.heartbeat_interval_s)
     _add_routes(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

@@ -18,9 +18,10 @@ from aiohttp import web
 
 from bus.broker import ACTIVATIONS
 from bus.ids import new_activation_id
-from bus.models import ActionDoc, ActivationRecord, StatusCode
+from bus.models import ActionDoc, ActivationRecord, ActivationRequest, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from gateway.auth import identity
+from gateway.direct import Miss
 from gateway.errors import (
     NOT_FOUND,
     PARAMETERS_NOT_ALLOWED,
@@ -31,7 +32,7 @@ from gateway.errors import (
 )
 from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
-from gateway.state import BROKER, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.state import BROKER, DIRECT, LIMITS, SETTINGS, STORE, WAITERS
 from gateway.throttles import admit_invocation
 from gateway.validation import bool_param, check_entity_name, parse_json, read_body
 
@@ -141,31 +142,59 @@ async def activate(
     activation goes on). Over a throttle of ``namespace``: 429; publish failures: 503.
 
     Every top-level request passes here once (actions, packaged and web actions, sequences),
-    so each is throttled once; a sequence's components are not, as in OpenWhisk."""
+    so each is throttled once; a sequence's components are not, as in OpenWhisk.
+
+    A blocking activation of an action an invoker holds warm first tries the direct path
+    (``gateway.direct``); whatever it cannot finish is published here as usual."""
     blocking = wait_ms is not None
-    waiters = app[WAITERS]
     activation_id = new_activation_id()
     await admit_invocation(app, namespace, doc, activation_id)
     activation = build_request(
         doc, payload, namespace=namespace, api_key=api_key,
-        activation_id=activation_id, transaction_id=tid,
-        reply_to=waiters.queue_name if blocking else None, asynchronous=not blocking,
+        activation_id=activation_id, transaction_id=tid, asynchronous=not blocking,
         binding=binding,
     )
-    future = waiters.register(activation_id) if blocking else None
+    activation.blocking = blocking
+    if wait_ms is None:
+        await _publish(app, activation, namespace)
+        return activation_id, None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    direct = app.get(DIRECT)
+    invoker = direct.route(activation.action.key) if direct and not doc.exec.components else None
+    if direct is not None and invoker is not None:
+        # Past the action's own limit (the invoker enforces it) the invoker is presumed frozen.
+        limit_s = doc.limits.timeout / 1000 + app[SETTINGS].direct_margin_s
+        ran = await direct.run(invoker, activation, min(wait_ms / 1000, limit_s))
+        if isinstance(ran, ActivationRecord):
+            return activation_id, ran
+        if ran is Miss.PENDING:
+            # Still running there: the initializer supervises it on that invoker from now on.
+            activation = activation.model_copy(update={"held_by": invoker})
+        elif ran is Miss.LOST:
+            activation = activation.model_copy(update={"attempt": activation.attempt + 1})
+    waiters = app[WAITERS]
+    activation.reply_to = waiters.queue_name
+    future = waiters.register(activation_id)
+    try:
+        await _publish(app, activation, namespace)
+    except BaseException:
+        waiters.discard(activation_id)
+        raise
+    record = await _wait_for_record(app, future, activation_id, deadline - loop.time())
+    if record is not None and direct is not None:
+        direct.ran(activation.action.key, record)
+    return activation_id, record
+
+
+async def _publish(app: web.Application, activation: ActivationRequest, namespace: str) -> None:
+    activation_id = activation.activation_id
     try:
         await app[BROKER].publish(activation, routing_key=ACTIVATIONS, message_id=activation_id)
     except Exception as exc:
-        waiters.discard(activation_id)
         await _release_slot(app, namespace, activation_id)
         log.warning("publish of %s failed: %s", activation_id, exc)
         raise ApiError(503, UNAVAILABLE) from exc
-    except BaseException:  # cancelled while publishing: nobody will wait
-        waiters.discard(activation_id)
-        raise
-    if future is None or wait_ms is None:
-        return activation_id, None
-    return activation_id, await _wait_for_record(app, future, activation_id, wait_ms / 1000)
 
 
 async def _release_slot(app: web.Application, namespace: str, activation_id: str) -> None:
@@ -181,7 +210,7 @@ async def _wait_for_record(
     app: web.Application, future: ReplyFuture, activation_id: str, wait_s: float
 ) -> ActivationRecord | None:
     try:
-        record = await asyncio.wait_for(future, wait_s)
+        record = await asyncio.wait_for(future, max(wait_s, 0.0))
     except TimeoutError:
         record = None
     finally:

@@ -8,6 +8,7 @@ from bus.broker import Broker
 from bus.config import Settings
 from bus.store import Store
 from gateway.auth import AuthCache
+from gateway.direct import DirectPath
 from gateway.replies import Waiters
 from gateway.validation import GatewayLimits
 
@@ -18,3 +19,4 @@ LIMITS = web.AppKey("limits", GatewayLimits)
 AUTH_CACHE = web.AppKey("auth_cache", AuthCache)
 WAITERS = web.AppKey("waiters", Waiters)
 GATEWAY_ID = web.AppKey("gateway_id", str)
+DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off

@@ -65,7 +65,7 @@ class QueueDrain:
             return
         try:
             if not await self.store.has_record(req.activation_id):
-                again = req.model_copy(update={"attempt": req.attempt + 1})
+                again = req.model_copy(update={"attempt": req.attempt + 1, "held_by": None})
                 await self.broker.publish(again, routing_key=ACTIVATIONS,
                                           message_id=req.activation_id)
                 self.moved += 1

@@ -137,8 +137,13 @@ class Initializer:
             return
         memory = req.action.limits.memory
         while True:
-            invoker = choose_invoker(self.registry.usable(), req.action.key, memory,
-                                     self.registry.last_placed(req.action.key))
+            usable = self.registry.usable()
+            if req.held_by is not None and all(i.id != req.held_by for i in usable):
+                # Its invoker is not up: run it elsewhere (at least once).
+                req = req.model_copy(update={"held_by": None, "attempt": req.attempt + 1})
+            # Held: already running there by the direct path; placed there to be supervised.
+            invoker = req.held_by or choose_invoker(
+                usable, req.action.key, memory, self.registry.last_placed(req.action.key))
             if invoker is None:
                 if now_ms() - req.accepted_at > req.max_age_ms:
                     await self._expire(req)

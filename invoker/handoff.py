@@ -75,7 +75,7 @@ class Handoff:
             await _until_done(f"retry of {req.activation_id}", lambda: self._retry_later(req))
             await self._advise(req, record, final=False)
         else:
-            record = await self._store(record)
+            record = await self.store_record(record)
             await self._send_destination(req, record, condition)
             await self._advise(req, record, final=True)
         await settle(message)
@@ -106,7 +106,8 @@ class Handoff:
         await self.broker.publish(retry, routing_key=f"ft.delay.{delay_ms}",
                                   message_id=req.activation_id)
 
-    async def _store(self, record: ActivationRecord) -> ActivationRecord:
+    async def store_record(self, record: ActivationRecord) -> ActivationRecord:
+        """The record as stored: ``record``, or an earlier delivery's if that one won."""
         stored: list[ActivationRecord] = [record]
 
         async def write() -> None:
@@ -154,12 +155,22 @@ class Handoff:
                 exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
                 confirm=False)
             if final:
-                status = EVENT_STATUS[record.response.status_code]
-                await self.broker.publish_bytes(
-                    json.dumps(record.to_api(), separators=(",", ":")).encode(),
-                    content_type="application/json", exchange=ACTIVATION_EVENTS,
-                    routing_key=f"{record.namespace}.{record.name}.{status}",
-                    message_id=record.activationId, persistent=False, mandatory=False,
-                    confirm=False)
+                await self._publish_event(record)
         except Exception as exc:
             log.warning("could not announce %s: %s", req.activation_id, exc)
+
+    async def announce(self, record: ActivationRecord) -> None:
+        """Only the completion event: for direct-path activations nobody else waits on."""
+        try:
+            await self._publish_event(record)
+        except Exception as exc:
+            log.warning("could not announce %s: %s", record.activationId, exc)
+
+    async def _publish_event(self, record: ActivationRecord) -> None:
+        """The completion event on ``ft.activation-events`` (topic ``ns.action.status``)."""
+        status = EVENT_STATUS[record.response.status_code]
+        await self.broker.publish_bytes(
+            json.dumps(record.to_api(), separators=(",", ":")).encode(),
+            content_type="application/json", exchange=ACTIVATION_EVENTS,
+            routing_key=f"{record.namespace}.{record.name}.{status}",
+            message_id=record.activationId, persistent=False, mandatory=False, confirm=False)

@@ -134,6 +134,17 @@ class ContainerPool:
         self._buffer.append(job)
         return self._serve_buffer_then_refill(now)
 
+    def submit_warm(self, job: Job, now: float) -> Run | None:
+        """The direct path: run ``job`` now on an idle warm container, or take nothing. Never
+        ahead of buffered jobs (they were here first), never a stem cell or a cold start: those
+        go through the initializer, which places by capacity."""
+        if self._draining or self._buffer:
+            return None
+        warm = self._warm_for(job)
+        if not warm:
+            return None
+        return self._assign(max(warm, key=lambda c: (c.last_used, c.id)), job, now, "warm")
+
     def container_started(self, container_id: str, now: float) -> list[Command]:
         """A stem cell is up (cold starts never report this: their next event is job_finished)."""
         container = self.containers.get(container_id)
@@ -270,16 +281,19 @@ class ContainerPool:
             commands.append(placed)
         return commands
 
-    def _place(self, job: Job, now: float) -> Run | None:
-        """Rules 1-3: warm, then prewarmed, then cold. None when the job has to wait."""
+    def _warm_for(self, job: Job) -> list[Container]:
         # action_key should already imply kind and memory; comparing them too means a key that
         # forgot the limits can never run a job under another job's memory limit.
-        warm = [
+        return [
             c
             for c in self._in_state(ContainerState.IDLE)
             if (c.action_key, c.namespace, c.kind, c.memory)
             == (job.action_key, job.namespace, job.kind, job.memory)
         ]
+
+    def _place(self, job: Job, now: float) -> Run | None:
+        """Rules 1-3: warm, then prewarmed, then cold. None when the job has to wait."""
+        warm = self._warm_for(job)
         if warm:
             return self._assign(max(warm, key=lambda c: (c.last_used, c.id)), job, now, "warm")
 

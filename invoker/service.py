@@ -27,6 +27,7 @@ from bus.process import connections, run_process, stop_on_signals
 from bus.store import Store
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
+from invoker.direct import DirectServer
 from invoker.handoff import Handoff
 from invoker.logs import collect
 from invoker.outcome import Outcome
@@ -43,8 +44,10 @@ CODE_CACHE_ENTRIES = 256
 @dataclass
 class JobContext:
     request: ActivationRequest
-    message: AbstractIncomingMessage
+    # None for the direct path until (if ever) its held copy arrives through the queue.
+    message: AbstractIncomingMessage | None
     received_at: float = field(default_factory=time.monotonic)
+    answer: asyncio.Future[ActivationRecord] | None = None  # the direct caller's
 
 
 class Invoker:
@@ -73,6 +76,7 @@ class Invoker:
         self._stem_cell_errors: dict[str, float] = {}
         self.draining = False
         self.handoff = Handoff(store, broker, self.id, settings.async_retry_base_ms)
+        self.direct: DirectServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -82,6 +86,10 @@ class Invoker:
             log.info("removed %d containers left by a previous run", removed)
         queue_name = await self.broker.declare_invoker_queue(self.id)
         self.apply(self.pool.start(time.monotonic()))
+        if self.settings.direct_path:
+            socket_path = self.settings.work_dir / f"direct-{self.id}.sock"
+            self.direct = DirectServer(self.run_direct, socket_path)
+            await self.direct.start()
         await self._heartbeat()
         # Enough unacked messages to fill every memory slot once more; the rest waits in the
         # broker, where another invoker can get it if this one dies.
@@ -95,15 +103,22 @@ class Invoker:
         self.draining = True
         if self._queue is not None:
             await self.broker.stop_consuming(self._queue)
+        if self.direct is not None:
+            await self.direct.stop_accepting()
         for job in self.pool.drain():
             ctx = self.jobs.pop(job.activation_id, None)
-            if ctx is not None:
+            if ctx is not None and ctx.message is not None:
                 await settle(ctx.message, ack=False, requeue=True)
         running = [t for t in self._tasks if not t.done()]
         if running:
             await asyncio.wait(running, timeout=grace_s)
         for ctx in list(self.jobs.values()):
-            await settle(ctx.message, ack=False, requeue=True)
+            # A direct activation without a held copy goes back to its gateway instead,
+            # when the connection closes.
+            if ctx.message is not None:
+                await settle(ctx.message, ack=False, requeue=True)
+        if self.direct is not None:
+            await self.direct.close()
         if self._ticker is not None:
             self._ticker.cancel()
         await self._heartbeat()
@@ -124,17 +139,21 @@ class Invoker:
             await settle(message, ack=False, requeue=True)
             return
         aid = req.activation_id
-        if message.redelivered:
+        if aid in self.jobs:
+            # Redelivered while still running here, or the held copy of a direct activation:
+            # the new delivery is the one to ack (and the copy says where to reply).
+            ctx = self.jobs[aid]
+            ctx.message = message
+            if req.reply_to:
+                ctx.request = ctx.request.model_copy(update={"reply_to": req.reply_to})
+            return
+        if message.redelivered or req.held_by:
             existing = await self.store.get_record(aid)
             if existing is not None:
                 # It ran before a crash lost the ack: answer again with the same record.
                 await self.handoff.answer_again(req, existing)
                 await settle(message)
                 return
-        if aid in self.jobs:
-            # Redelivered while still running here: the new delivery is the one to ack.
-            self.jobs[aid].message = message
-            return
         action = req.action
         if action.limits.memory > self.settings.user_memory_mb:
             await self._complete(JobContext(req, message), build_record(
@@ -148,6 +167,24 @@ class Invoker:
         job = Job(aid, action.key, req.invoking_namespace, action.container_kind,
                   action.limits.memory)
         self.apply(self.pool.submit(job, time.monotonic()))
+
+    async def run_direct(self, req: ActivationRequest) -> ActivationRecord | None:
+        """The direct path: run ``req`` at once on an idle warm container and return its
+        (stored) record, or None without taking it. Only blocking requests come this way, so
+        there is no retry policy; its record is written before the answer, as any other."""
+        aid = req.activation_id
+        action = req.action
+        if self.draining or aid in self.jobs or action.limits.memory > self.settings.user_memory_mb:
+            return None
+        job = Job(aid, action.key, req.invoking_namespace, action.container_kind,
+                  action.limits.memory)
+        run = self.pool.submit_warm(job, time.monotonic())
+        if run is None:
+            return None
+        answer: asyncio.Future[ActivationRecord] = asyncio.get_running_loop().create_future()
+        self.jobs[aid] = JobContext(req, None, answer=answer)
+        self.apply([run])
+        return await answer
 
     def apply(self, commands: list[StartStemCell | Run | Remove]) -> None:
         for command in commands:
@@ -322,8 +359,24 @@ class Invoker:
     # -- handing results on ------------------------------------------------------------------
 
     async def _complete(self, ctx: JobContext, record: ActivationRecord) -> None:
-        await self.handoff.finish(ctx.request, ctx.message, record)
-        self.jobs.pop(ctx.request.activation_id, None)
+        aid = ctx.request.activation_id
+        if ctx.answer is None:
+            assert ctx.message is not None
+            await self.handoff.finish(ctx.request, ctx.message, record)
+            self.jobs.pop(aid, None)
+            return
+        record = await self.handoff.store_record(record)
+        # From here on a held copy arriving finds the record (see on_message), not this job.
+        held = ctx.message
+        self.jobs.pop(aid, None)
+        if not ctx.answer.done():
+            ctx.answer.set_result(record)
+        if held is None:
+            await self.handoff.announce(record)
+        else:
+            # The initializer supervises it and the gateway waits on its reply queue.
+            await self.handoff.answer_again(ctx.request, record)
+            await settle(held)
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -343,6 +396,7 @@ class Invoker:
             work_memory=self.pool.work_memory,
             queued=self.pool.queued_count, warm=self.pool.warm_keys(),
             prewarmed=self.pool.prewarm_counts(), draining=self.draining,
+            direct=str(self.direct.path) if self.direct is not None and not self.draining else None,
         )
         with contextlib.suppress(Exception):
             await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,

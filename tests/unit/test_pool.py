@@ -128,6 +128,12 @@ class FakeDriver:
     def submit(self, submitted: Job) -> list[Command]:
         return self.execute(self.pool.submit(submitted, self.now))
 
+    def submit_warm(self, submitted: Job) -> Run | None:
+        run = self.pool.submit_warm(submitted, self.now)
+        if run is not None:
+            self.execute([run])
+        return run
+
     def finish(self, finished: Job, reusable: bool = True) -> list[Command]:
         cid = self.container_of(finished)
         del self.running[cid]
@@ -233,6 +239,46 @@ def test_warm_reuse_picks_the_most_recently_used_container() -> None:
     assert driver.pool.warm_keys() == ["hello@0.0.1"]  # two containers, one key
     third = job()
     assert driver.submit(third) == [Run(driver.run_of(a).container_id, third, "warm")]
+
+
+def test_direct_path_takes_only_an_idle_warm_container() -> None:
+    driver = FakeDriver(make_pool(stem_cells=[StemCellSpec(kind=PY, memory=256, count=1)]))
+    driver.start()
+    first = job()
+    # Only a stem cell: the direct path declines and leaves the pool untouched.
+    assert driver.submit_warm(first) is None
+    assert states(driver.pool) == Counter({ContainerState.PREWARMED: 1})
+    driver.submit(first)
+    driver.finish(first)
+    second = job()
+    run = driver.submit_warm(second)
+    assert run == Run(driver.run_of(first).container_id, second, "warm")
+    # Busy now, so the next one is declined (not queued behind it, not cold-started).
+    assert driver.submit_warm(job()) is None
+    assert driver.pool.queued_count == 0
+    assert driver.submit_warm(job(namespace="someone-else")) is None
+
+
+def test_direct_path_never_overtakes_buffered_jobs() -> None:
+    driver = FakeDriver(make_pool(user_memory=768))
+    first, big = job(), job(action="big", memory=768)
+    driver.submit(first)
+    driver.finish(first)
+    driver.submit(job(action="other"))
+    # Waits for the busy container: evicting the idle one alone would not make room.
+    driver.submit(big)
+    assert driver.pool.queued_count == 1
+    assert driver.pool.warm_keys() == ["hello@0.0.1"]
+    assert driver.submit_warm(job()) is None
+
+
+def test_direct_path_declines_while_draining() -> None:
+    driver = FakeDriver(make_pool())
+    first = job()
+    driver.submit(first)
+    driver.finish(first)
+    driver.pool.drain()
+    assert driver.submit_warm(job()) is None
 
 
 @pytest.mark.parametrize(
