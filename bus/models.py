@@ -155,6 +155,9 @@ class ActivationRequest(BaseModel):
     cause: str | None = None
     policy: AsyncPolicy | None = None
     caused_by: str | None = None  # "sequence" for a sequence's components (an annotation)
+    # Published again for a caller retrying with its idempotency key: an earlier copy may have
+    # run already, so the invoker looks for a record first (as for a redelivery).
+    resent: bool = False
 
 
 class ActivationDone(BaseModel):
@@ -189,6 +192,9 @@ class Heartbeat(BaseModel):
     warm: list[str] = Field(default_factory=list)  # action keys with a warm container
     prewarmed: dict[str, int] = Field(default_factory=dict)  # "kind/memory" -> count
     draining: bool = False
+    # Activation ids it holds (running or waiting for a container): a live invoker is still on
+    # them, so their forced-completion deadlines move on (waiting is not being unresponsive).
+    held: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ Nothing is promised before the broker confirmed the publish: only then is the us
 activation id (202), and only a confirmed activation is waited for. No polling: the waiter is
 resolved by the reply consumer; one record read happens only when the wait expired, in case
 the reply was lost while the record was written.
+
+A caller may name its request with an ``Idempotency-Key`` header. Retrying with the same key
+(after its gateway died mid-wait, say: it never saw the activation id) gets the same
+activation: its record if there is one, else the request is published again under the same
+id, which the first-write-wins record makes harmless.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from gateway.validation import bool_param, check_entity_name, parse_json, read_b
 log = logging.getLogger(__name__)
 
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
 MAX_BLOCKING_TIMEOUT_MS = 60_000  # controller.activation.max-wait-for-blocking-activation
 
 _HTTP_STATUS = {
@@ -123,6 +130,7 @@ async def run_invocation(
     activation_id, record = await activate(
         app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
         tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
+        idempotency_key=idempotency_key(request),
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     if record is None:
@@ -130,9 +138,16 @@ async def run_invocation(
     return answer(record, invocation.result_only, headers)
 
 
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    return key
+
+
 async def activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str,
-    api_key: str | None, tid: str, wait_ms: int | None,
+    api_key: str | None, tid: str, wait_ms: int | None, idempotency_key: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
@@ -143,12 +158,25 @@ async def activate(
     blocking = wait_ms is not None
     waiters = app[WAITERS]
     activation_id = new_activation_id()
+    resent = False
+    if idempotency_key is not None:
+        claimed = await app[STORE].claim_idempotency_key(namespace, idempotency_key,
+                                                         activation_id)
+        if claimed != activation_id:
+            record = await app[STORE].get_record(claimed)
+            if record is not None:
+                return claimed, record if blocking else None
+            # No record yet: the first request may never have been published (its gateway
+            # died first), so publish again under the same id.
+            activation_id, resent = claimed, True
     await admit_invocation(app, namespace, doc, activation_id)
     activation = build_request(
         doc, payload, namespace=namespace, api_key=api_key,
         activation_id=activation_id, transaction_id=tid,
         reply_to=waiters.queue_name if blocking else None, asynchronous=not blocking,
     )
+    if resent:
+        activation = activation.model_copy(update={"resent": True})
     future = waiters.register(activation_id) if blocking else None
     try:
         await app[BROKER].publish(activation, routing_key=ACTIVATIONS, message_id=activation_id)
