@@ -201,7 +201,10 @@ async def test_consumer_timeout_cannot_kill_long_activations(
     await asyncio.to_thread(rabbit.start)
     name = f"long-{uuid.uuid4().hex[:6]}"
     await _put_action_retrying(phttp, name, sleeper(8.0), timeout_ms=20_000)
-    await _serves(phttp, name)  # every process is connected to the restarted node again
+    # Every process is connected to the restarted node again (another action: its record
+    # must not count among this load's).
+    await _put_action_retrying(phttp, f"warm-{name}", sleeper(0.0), timeout_ms=5000)
+    await _serves(phttp, f"warm-{name}")
     # 2 invokers x 4 slots of 256 MB: 12 calls keep a backlog waiting for a free slot.
     mixed = await start_mixed(phttp, cluster.auth, rabbit.url, name, 12, messages=40,
                               per_second=10, blocking_timeout_ms=60_000)
