@@ -87,7 +87,9 @@ class Broker:
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "funtainer") -> Broker:
-        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+        # Reconnect every second (default 5): the whole platform waits while the broker is away.
+        connection = await aio_pika.connect_robust(
+            url, client_properties={"connection_name": name}, reconnect_interval=1)
         channel = await connection.channel(publisher_confirms=True)
         fast = await connection.channel(publisher_confirms=False)
         broker = cls(connection, channel, fast)
@@ -193,7 +195,10 @@ class Broker:
         elif exclusive:
             q = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
         else:
-            q = await channel.get_queue(queue, ensure=False)
+            # Declared (passively: it exists, with its arguments), not just looked up: a robust
+            # channel restores only the queues declared through it, and their consumers with
+            # them. A looked-up queue lost its consumer for good when RabbitMQ restarted.
+            q = await channel.declare_queue(queue, passive=True)
         if bind_to is not None:
             await q.bind(bind_to)
         self._consumer_tags[q.name] = await q.consume(handler)

@@ -171,6 +171,9 @@ class ActivationRequest(BaseModel):
     # Already running on this invoker through the direct path: the initializer places it
     # there (so its deadline and the invoker's death are supervised) instead of choosing.
     held_by: str | None = None
+    # Published again for a caller retrying with its idempotency key: an earlier copy may have
+    # run already, so the invoker looks for a record first (as for a redelivery).
+    resent: bool = False
 
 
 class DirectAnswer(BaseModel):
@@ -214,6 +217,10 @@ class Heartbeat(BaseModel):
     prewarmed: dict[str, int] = Field(default_factory=dict)  # "kind/memory" -> count
     draining: bool = False
     direct: str | None = None  # Unix socket of its direct path (gateways send warm work there)
+    direct_memory: int = 0  # memory of the direct-path work it runs (part of work_memory)
+    # Activation ids it holds (running or waiting for a container): a live invoker is still on
+    # them, so their forced-completion deadlines move on (waiting is not being unresponsive).
+    held: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Keys (all under ``ft:``):
   limits:<ns>                    hash: a namespace's own throttles (NamespaceLimits fields)
   rate:<inv|fire>:<ns>:<minute>  invocations / fires counted in one calendar minute
   inflight:<ns>                  zset activation id -> deadline (ms): accepted, no record yet
+  idem:<ns>:<sha256 of key>      the activation id an Idempotency-Key stands for (a day)
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ if count > per_minute then return {1, count, per_minute} end
 return {0, count, per_minute}
 """
 
+# The activation id a caller's idempotency key stands for: this one if the key is new.
+_CLAIM_KEY = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+"""
+
 # Renew a lease only if we still hold it.
 _RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -115,6 +122,7 @@ class Store:
         self._release_lease = client.register_script(_RELEASE_LEASE)
         self._throttle_invoke = client.register_script(_THROTTLE_INVOKE)
         self._throttle_fire = client.register_script(_THROTTLE_FIRE)
+        self._claim_key = client.register_script(_CLAIM_KEY)
 
     @classmethod
     def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
@@ -201,6 +209,16 @@ class Store:
     async def release_in_flight(self, ns: str, activation_id: str) -> None:
         """For an admitted activation that was never published."""
         await self.redis.zrem(f"ft:inflight:{ns}", activation_id)
+
+    async def claim_idempotency_key(
+        self, ns: str, key: str, activation_id: str, ttl_s: int = 24 * 3600
+    ) -> str:
+        """The activation id ``key`` stands for in ``ns``: ``activation_id`` if the key is
+        new, else the id of the earlier request that used it."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        owner = await self._claim_key(keys=[f"ft:idem:{ns}:{digest}"],
+                                      args=[activation_id, ttl_s])
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
 
     async def in_flight(self, ns: str) -> int:
         return int(await self.redis.zcount(f"ft:inflight:{ns}", now_ms(), "+inf"))

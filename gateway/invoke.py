@@ -5,6 +5,11 @@ Nothing is promised before the broker confirmed the publish: only then is the us
 activation id (202), and only a confirmed activation is waited for. No polling: the waiter is
 resolved by the reply consumer; one record read happens only when the wait expired, in case
 the reply was lost while the record was written.
+
+A caller may name its request with an ``Idempotency-Key`` header. Retrying with the same key
+(after its gateway died mid-wait, say: it never saw the activation id) gets the same
+activation: its record if there is one, else the request is published again under the same
+id, which the first-write-wins record makes harmless.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from gateway.validation import bool_param, check_entity_name, parse_json, read_b
 log = logging.getLogger(__name__)
 
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
 MAX_BLOCKING_TIMEOUT_MS = 60_000  # controller.activation.max-wait-for-blocking-activation
 
 _HTTP_STATUS = {
@@ -126,6 +133,7 @@ async def run_invocation(
         app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
         tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
         binding=binding,
+        idempotency_key=idempotency_key(request),
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     if record is None:
@@ -133,9 +141,17 @@ async def run_invocation(
     return answer(record, invocation.result_only, headers)
 
 
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    return key
+
+
 async def activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str,
     api_key: str | None, tid: str, wait_ms: int | None, binding: str | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
@@ -148,6 +164,17 @@ async def activate(
     (``gateway.direct``); whatever it cannot finish is published here as usual."""
     blocking = wait_ms is not None
     activation_id = new_activation_id()
+    resent = False
+    if idempotency_key is not None:
+        claimed = await app[STORE].claim_idempotency_key(namespace, idempotency_key,
+                                                         activation_id)
+        if claimed != activation_id:
+            record = await app[STORE].get_record(claimed)
+            if record is not None:
+                return claimed, record if blocking else None
+            # No record yet: the first request may never have been published (its gateway
+            # died first), so publish again under the same id.
+            activation_id, resent = claimed, True
     await admit_invocation(app, namespace, doc, activation_id)
     activation = build_request(
         doc, payload, namespace=namespace, api_key=api_key,
@@ -155,13 +182,17 @@ async def activate(
         binding=binding,
     )
     activation.blocking = blocking
+    if resent:
+        activation.resent = True
     if wait_ms is None:
         await _publish(app, activation, namespace)
         return activation_id, None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     direct = app.get(DIRECT)
-    invoker = direct.route(activation.action.key) if direct and not doc.exec.components else None
+    # A resent activation may have run already: only the queue path looks for its record.
+    invoker = (direct.route(activation.action.key)
+               if direct and not doc.exec.components and not resent else None)
     if direct is not None and invoker is not None:
         # Past the action's own limit (the invoker enforces it) the invoker is presumed frozen.
         limit_s = doc.limits.timeout / 1000 + app[SETTINGS].direct_margin_s

@@ -43,7 +43,9 @@ class QueueDrain:
         # A channel of its own: closing it on stop returns whatever is unacked to the queue.
         self._channel = await self.broker.connection.channel()
         await self._channel.set_qos(prefetch_count=DRAIN_PREFETCH)
-        queue = await self._channel.get_queue(invoker_queue(self.invoker_id), ensure=False)
+        # Passively declared, so the robust channel restores it and its consumer after a
+        # broker restart (see Broker.consume).
+        queue = await self._channel.declare_queue(invoker_queue(self.invoker_id), passive=True)
         await queue.consume(self._on_message)
         log.warning("invoker %s is down: draining its queue", self.invoker_id)
 

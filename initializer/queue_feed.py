@@ -76,7 +76,9 @@ class QueueFeedRunner:
         self._channel = await connection.channel()
         prefetch = min(MAX_PREFETCH, self.batch_size * max(1, self.doc.max_concurrency))
         await self._channel.set_qos(prefetch_count=prefetch)
-        self._queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        # Passively declared, so the robust channel restores it and its consumer after a
+        # broker restart (see Broker.consume).
+        self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
         self._consumer_tag = await self._queue.consume(self._on_message)
         self._batcher = asyncio.create_task(self._gather_batches())
         log.info("feed %s consuming %s (batches of %d, %d in flight)", self.doc.key,

@@ -56,8 +56,30 @@ class InvokerRegistry:
             self.invokers[beat.invoker_id] = InvokerState(beat, time.monotonic())
         else:
             state.beat, state.seen_at = beat, time.monotonic()
+        self._extend_held(self.invokers[beat.invoker_id], beat.held)
         async with self.changed:
             self.changed.notify_all()
+
+    def hearing_restored(self) -> None:
+        """Our broker connection is back: silence meanwhile was ours, not the invokers'. Each
+        gets a fresh heartbeat window and its work a fresh deadline."""
+        now, seen = now_ms(), time.monotonic()
+        for state in self.invokers.values():
+            state.seen_at = seen
+            for placed in state.inflight.values():
+                placed.deadline = max(placed.deadline, now + placed.request.action.limits.timeout
+                                      + self.deadline_margin_ms)
+
+    def _extend_held(self, state: InvokerState, held: list[str]) -> None:
+        """Work a heart-beating invoker still holds may wait there behind other work for
+        longer than its own time limit: its deadline counts from now. The invoker bounds each
+        run by the action's timeout; the deadline is for invokers that stopped or lost it."""
+        now = now_ms()
+        for activation_id in held:
+            placed = state.inflight.get(activation_id)
+            if placed is not None:
+                placed.deadline = max(placed.deadline, now + placed.request.action.limits.timeout
+                                      + self.deadline_margin_ms)
 
     async def completed(self, invoker_id: str, activation_id: str, status: StatusCode) -> None:
         state = self.invokers.get(invoker_id)
@@ -82,7 +104,13 @@ class InvokerRegistry:
         self.invokers.pop(invoker_id, None)
 
     def placed(self, invoker_id: str, request: ActivationRequest) -> None:
-        deadline = request.accepted_at + request.action.limits.timeout + self.deadline_margin_ms
+        # From now, not from acceptance: time spent waiting here for an invoker with room (back
+        # pressure) is not the invoker's delay.
+        deadline = now_ms() + request.action.limits.timeout + self.deadline_margin_ms
+        # Placed again (drained from a stopped invoker's queue): only the newest placement is
+        # in flight, else the old one's deadline would answer it with an error meanwhile.
+        for state in self.invokers.values():
+            state.inflight.pop(request.activation_id, None)
         self.invokers[invoker_id].inflight[request.activation_id] = Placed(request, deadline)
         self._last_placed[request.action.key] = invoker_id
         self._last_placed.move_to_end(request.action.key)
@@ -132,9 +160,12 @@ class InvokerRegistry:
 def _load(state: InvokerState) -> int:
     """Memory of the work on an invoker: what this initializer placed there and has not seen
     complete, but never more than the invoker's own last heartbeat reported plus what was
-    placed after it (a completion that got lost must not make an invoker look full)."""
+    placed after it (a completion that got lost must not make an invoker look full), and the
+    direct-path work its heartbeat reported."""
     placed = [p.request.action.limits.memory for p in state.inflight.values()]
     since_beat = sum(
         p.request.action.limits.memory for p in state.inflight.values() if p.at > state.beat.at
     )
-    return min(sum(placed), state.beat.work_memory + since_beat)
+    # Gateways' direct-path work was never placed here: only the heartbeat knows of it.
+    direct = state.beat.direct_memory
+    return min(sum(placed), state.beat.work_memory - direct + since_beat) + direct

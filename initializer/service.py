@@ -82,6 +82,8 @@ class Initializer:
         self._event_queues: list[AbstractQueue] = []
 
     async def start(self) -> None:
+        self.broker.connection.reconnect_callbacks.add(
+            lambda *_: self.registry.hearing_restored())
         await self.broker.consume(None, self.on_heartbeat, prefetch=256, bind_to=HEALTH)
         await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS)
         # Bounded: messages beyond this wait in the broker, where other initializers see them.

@@ -31,7 +31,7 @@ from invoker.direct import DirectServer
 from invoker.handoff import Handoff
 from invoker.logs import collect
 from invoker.outcome import Outcome
-from invoker.pool import ContainerPool, Job, Remove, Run, StartStemCell
+from invoker.pool import ContainerPool, ContainerState, Job, Remove, Run, StartStemCell
 from invoker.proxy_client import ProxyClient, ProxyConnectionError, ResponseTooLarge
 from invoker.records import build_record, init_body, run_body
 
@@ -84,6 +84,7 @@ class Invoker:
         removed = await self.backend.remove_leftovers()
         if removed:
             log.info("removed %d containers left by a previous run", removed)
+        self.backend.watch(self._container_died)
         queue_name = await self.broker.declare_invoker_queue(self.id)
         self.apply(self.pool.start(time.monotonic()))
         if self.settings.direct_path:
@@ -140,14 +141,17 @@ class Invoker:
             return
         aid = req.activation_id
         if aid in self.jobs:
-            # Redelivered while still running here, or the held copy of a direct activation:
-            # the new delivery is the one to ack (and the copy says where to reply).
-            ctx = self.jobs[aid]
-            ctx.message = message
+            # Delivered again while still running here (a redelivery, a retried caller's
+            # copy, the held copy of a direct activation): the new delivery is the one to
+            # ack, and the answer goes to whoever waits now.
+            running = self.jobs[aid]
+            if running.message is not None:
+                await settle(running.message)
+            running.message = message
             if req.reply_to:
-                ctx.request = ctx.request.model_copy(update={"reply_to": req.reply_to})
+                running.request = running.request.model_copy(update={"reply_to": req.reply_to})
             return
-        if message.redelivered or req.held_by:
+        if message.redelivered or req.resent or req.held_by:
             existing = await self.store.get_record(aid)
             if existing is not None:
                 # It ran before a crash lost the ack: answer again with the same record.
@@ -229,6 +233,22 @@ class Invoker:
                 await self.backend.destroy(handle)
             except Exception:
                 log.exception("could not remove container %s", container_id)
+
+    def _container_died(self, engine_id: str) -> None:
+        """A container died without our asking (``docker kill``, an engine restart). A busy
+        one is the running job's business: its proxy call fails, which ends the job with an
+        error record and removes the container. An idle or prewarmed one is forgotten and
+        removed here, so no job is ever sent to it, and a missing stem cell is started."""
+        cid = next((c for c, h in self.handles.items() if h.engine_id == engine_id), None)
+        container = self.pool.containers.get(cid) if cid is not None else None
+        if cid is None or container is None:
+            return
+        if container.state not in (ContainerState.IDLE, ContainerState.PREWARMED):
+            return
+        log.warning("container %s (%s) died while %s", cid, engine_id[:12],
+                    container.state.value)
+        self.apply(self.pool.container_lost(cid, time.monotonic()))
+        spawn(self._destroy(cid), self._tasks)
 
     async def _remove(self, container_id: str) -> None:
         await self._destroy(container_id)
@@ -395,8 +415,10 @@ class Invoker:
             free_memory=self.pool.free_memory, busy=self.pool.busy_count,
             work_memory=self.pool.work_memory,
             queued=self.pool.queued_count, warm=self.pool.warm_keys(),
-            prewarmed=self.pool.prewarm_counts(), draining=self.draining,
+            prewarmed=self.pool.prewarm_counts(), draining=self.draining, held=list(self.jobs),
             direct=str(self.direct.path) if self.direct is not None and not self.draining else None,
+            direct_memory=sum(c.request.action.limits.memory for c in self.jobs.values()
+                              if c.answer is not None and c.message is None),
         )
         with contextlib.suppress(Exception):
             await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from docker.types import LogConfig, Ulimit
 
 from bus.config import Settings
 from invoker.backends import ContainerHandle, ImageUnavailable
+from invoker.backends.docker_watch import ContainerWatch
 from runtimes.kinds import image_for
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,15 @@ class DockerBackend:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
         self._uid, self._gid = (int(x) for x in settings.container_user.split(":"))
         self._io_quota_mb = settings.container_io_quota_mb
+        # Engine ids of the containers created and not yet destroyed.
+        self._live: set[str] = set()
+        self._watch = ContainerWatch(
+            self._api, f"{LABEL}={settings.invoker_id}", known=self._live.__contains__,
+            remove=self._force_remove)
+
+    def watch(self, on_died: Callable[[str], None]) -> None:
+        """Report (by engine id) each of our containers that dies without our asking."""
+        self._watch.start(on_died)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -142,6 +153,7 @@ class DockerBackend:
         io_dir = self._prepare_io_dir(pool_id)
         name = self._container_name(pool_id)
         image = image_for(kind, self.settings.image_prefix)
+        engine_id = ""
         try:
             created = await self._call(
                 self._api.create_container,
@@ -152,14 +164,17 @@ class DockerBackend:
                 labels={LABEL: self.settings.invoker_id, "funtainer.kind": kind},
                 host_config=self._host_config(io_dir, memory),
             )
-            await self._call(self._api.start, created["Id"])
+            engine_id = created["Id"]
+            self._live.add(engine_id)
+            await self._call(self._api.start, engine_id)
         except Exception as exc:
+            self._live.discard(engine_id)
             await self._call(self._force_remove, name)
             await asyncio.to_thread(_release_io_dir, io_dir)
             if isinstance(exc, ImageNotFound):
                 raise ImageUnavailable(image) from exc
             raise
-        return ContainerHandle(pool_id=pool_id, name=name, engine_id=created["Id"], io_dir=io_dir)
+        return ContainerHandle(pool_id=pool_id, name=name, engine_id=engine_id, io_dir=io_dir)
 
     def _force_remove(self, name_or_id: str) -> None:
         try:
@@ -171,13 +186,20 @@ class DockerBackend:
                 raise
 
     async def destroy(self, handle: ContainerHandle) -> None:
+        # Forgotten first: if the engine is away, the watch removes it once it is back.
+        self._live.discard(handle.engine_id)
         try:
             await self._call(self._force_remove, handle.engine_id)
         finally:
             await asyncio.to_thread(_release_io_dir, handle.io_dir)
 
     async def was_oom_killed(self, handle: ContainerHandle) -> bool:
-        return bool(await self._call(self._oom_killed, handle.engine_id))
+        try:
+            return bool(await self._call(self._oom_killed, handle.engine_id))
+        except (APIError, requests.exceptions.RequestException) as exc:
+            # The engine itself is away (restarting): it did not kill this one for memory.
+            log.warning("cannot ask the engine about %s: %s", handle.name, exc)
+            return False
 
     def _oom_killed(self, engine_id: str) -> bool:
         try:
@@ -212,6 +234,7 @@ class DockerBackend:
         """The invoker destroyed its containers before this; one whose creation was still
         under way then (a stem cell, say) is removed here, with its mount: nothing of an
         invoker outlives it."""
+        await self._watch.stop()
         await asyncio.to_thread(self._pool.shutdown, True)  # engine calls in flight first
         try:
             removed = await asyncio.to_thread(self._remove_all)

@@ -1,10 +1,16 @@
 """A steady mix of blocking and non-blocking invokes, and the bookkeeping every fault
-scenario ends with: each accepted activation id must end with exactly one record."""
+scenario ends with: each accepted activation id must end with exactly one record.
+
+Each call carries an ``Idempotency-Key``: a caller whose gateway died before answering (so
+it never learnt the activation id) retries with the same key, on the next gateway, and gets
+the same activation. A retry is "not accepted yet", never a second activation."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -12,6 +18,7 @@ import aiohttp
 from bus.store import Store
 
 ACTIONS = "/api/v1/namespaces/_/actions"
+ATTEMPTS = 60
 
 
 def sleeper(seconds: float) -> str:
@@ -19,8 +26,10 @@ def sleeper(seconds: float) -> str:
             "    return {'n': args.get('n')}\n")
 
 
-async def put_action(http: aiohttp.ClientSession, name: str, code: str, timeout_ms: int) -> None:
-    body = {"exec": {"kind": "python:3.11", "code": code}, "limits": {"timeout": timeout_ms}}
+async def put_action(http: aiohttp.ClientSession, name: str, code: str, timeout_ms: int,
+                     memory: int = 256) -> None:
+    body = {"exec": {"kind": "python:3.11", "code": code},
+            "limits": {"timeout": timeout_ms, "memory": memory}}
     async with http.put(f"{ACTIONS}/{name}?overwrite=true", json=body) as resp:
         assert resp.status == 200, await resp.text()
 
@@ -30,34 +39,49 @@ class Load:
     accepted: list[str] = field(default_factory=list)
     refused: int = 0
     sent: int = 0
+    # Blocking calls answered 202 (their wait ran out): fetched later by id.
+    answered_later: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
 
 
-async def _invoke(http: aiohttp.ClientSession, name: str, n: int, load: Load) -> None:
+async def _invoke(gateways: Sequence[aiohttp.ClientSession], name: str, n: int, load: Load,
+                  key: str, blocking_timeout_ms: int) -> None:
     blocking = n % 2 == 0
-    query = "?blocking=true&timeout=20000" if blocking else ""
-    for _ in range(20):  # a 429 or a connection error means "not accepted": try again
+    query = f"?blocking=true&timeout={blocking_timeout_ms}" if blocking else ""
+    for attempt in range(ATTEMPTS):
+        # A refused or broken call moves on to the next gateway, as a client with a list of
+        # API hosts (or behind a load balancer) would.
+        http = gateways[(n + attempt) % len(gateways)]
         try:
-            async with http.post(f"{ACTIONS}/{name}{query}", json={"n": n}) as resp:
+            async with http.post(f"{ACTIONS}/{name}{query}", json={"n": n},
+                                 headers={"Idempotency-Key": key}) as resp:
+                load.statuses[resp.status] = load.statuses.get(resp.status, 0) + 1
                 body = await resp.json(content_type=None)
                 aid = body.get("activationId") if isinstance(body, dict) else None
                 if aid:
                     load.accepted.append(aid)
+                    if blocking and resp.status == 202:
+                        load.answered_later.append(aid)
                     return
         except (aiohttp.ClientError, TimeoutError):
             pass
         load.refused += 1
         await asyncio.sleep(0.2)
+    raise AssertionError(f"call {n} was never accepted after {ATTEMPTS} attempts")
 
 
-async def run_load(http: aiohttp.ClientSession, name: str, total: int,
-                   concurrency: int = 16) -> Load:
-    load = Load()
+async def run_load(http: aiohttp.ClientSession | Sequence[aiohttp.ClientSession], name: str,
+                   total: int, concurrency: int = 16, blocking_timeout_ms: int = 20_000,
+                   load: Load | None = None) -> Load:
+    gateways = [http] if isinstance(http, aiohttp.ClientSession) else list(http)
+    load = load or Load()
     gate = asyncio.Semaphore(concurrency)
+    run = uuid.uuid4().hex[:8]
 
     async def one(n: int) -> None:
         async with gate:
             load.sent += 1
-            await _invoke(http, name, n, load)
+            await _invoke(gateways, name, n, load, f"{run}-{n}", blocking_timeout_ms)
 
     await asyncio.gather(*(one(n) for n in range(total)))
     return load

@@ -16,13 +16,8 @@ from bus.store import Store
 from invoker.backends.docker import LABEL
 from tests.cluster_fixtures import Cluster, ExtraInitializers
 from tests.faults.conftest import wait_ready
-from tests.faults.load import (
-    ACTIONS,
-    put_action,
-    run_load,
-    sleeper,
-    verdict,
-)
+from tests.faults.load import ACTIONS, put_action, sleeper
+from tests.faults.mixed import start_mixed
 
 NS = "guest"
 
@@ -67,7 +62,7 @@ async def test_sigkill_of_a_busy_invoker_loses_nothing(
     name = f"short-{uuid.uuid4().hex[:6]}"
     await put_action(http, name, sleeper(0.2), timeout_ms=5000)
     victim = cluster.invoker_ids[0]
-    load_task = asyncio.create_task(run_load(http, name, 200))
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 200)
     await asyncio.sleep(2.0)  # both invokers busy before the kill
     proc = cluster.processes.procs[victim]
     os.kill(proc.pid, signal.SIGKILL)
@@ -75,10 +70,8 @@ async def test_sigkill_of_a_busy_invoker_loses_nothing(
     await asyncio.to_thread(proc.wait)
     del cluster.processes.procs[victim]
     leftovers = _containers(victim)
-    load = await load_task
-    result = await verdict(store, NS, name, load, fault_at)
-    print(f"\n[invoker SIGKILL] {result.line()}")
-    assert result.lost == 0 and result.duplicated == 0
+    _, result, fed = await mixed.verdicts(store, fault_at, "invoker SIGKILL")
+    assert result.lost == 0 and result.duplicated == 0 and fed.lost == 0
     assert result.accepted == 200
     await _serves(http, name)
     assert (await _states(http))[victim] == "down"
@@ -97,16 +90,15 @@ async def test_frozen_invoker_work_completes_elsewhere_or_fails_explicitly(
     await put_action(http, name, sleeper(1.0), timeout_ms=3000)
     victim = cluster.invoker_ids[1]
     proc = cluster.processes.procs[victim]
-    load_task = asyncio.create_task(run_load(http, name, 80))
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 80)
     await asyncio.sleep(2.0)  # containers busy on both invokers
     os.kill(proc.pid, signal.SIGSTOP)
     fault_at = time.monotonic()
     try:
         down_after = await _until_state(http, victim, "down")
-        load = await load_task
-        result = await verdict(store, NS, name, load, fault_at)
-        print(f"\n[invoker SIGSTOP] {result.line()} down_after_s={down_after:.1f}")
-        assert result.lost == 0 and result.duplicated == 0
+        load, result, fed = await mixed.verdicts(store, fault_at, "invoker SIGSTOP")
+        print(f"[invoker SIGSTOP] down_after_s={down_after:.1f}")
+        assert result.lost == 0 and result.duplicated == 0 and fed.lost == 0
         assert result.accepted == 80
         await _serves(http, name)
         errors = [r for r in [await store.get_record(i) for i in load.accepted]
@@ -125,7 +117,7 @@ async def test_sigkill_of_the_initializer_loses_nothing(
 ) -> None:
     name = f"init-{uuid.uuid4().hex[:6]}"
     await put_action(http, name, sleeper(0.2), timeout_ms=5000)
-    load_holder = asyncio.create_task(run_load(http, name, 200))
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 200)
     await asyncio.sleep(1.5)
     victim = next(n for n, p in cluster.processes.procs.items()
                   if n.startswith("initializer") and p.poll() is None)
@@ -135,10 +127,8 @@ async def test_sigkill_of_the_initializer_loses_nothing(
     await asyncio.to_thread(proc.wait)
     del cluster.processes.procs[victim]
     await initializers.start(keep=True)
-    load = await load_holder
-    result = await verdict(store, NS, name, load, fault_at)
-    print(f"\n[initializer SIGKILL] {result.line()}")
-    assert result.lost == 0 and result.duplicated == 0
+    _, result, fed = await mixed.verdicts(store, fault_at, "initializer SIGKILL")
+    assert result.lost == 0 and result.duplicated == 0 and fed.lost == 0
     assert result.accepted == 200
     await _serves(http, name)
 
@@ -151,17 +141,16 @@ async def test_sigterm_drains_an_invoker_and_its_successor_starts_clean(
     victim = cluster.invoker_ids[0]
     key, proc = next((n, p) for n, p in cluster.processes.procs.items()
                      if n.startswith(victim) and p.poll() is None)
-    load_task = asyncio.create_task(run_load(http, name, 40))
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 40)
     await asyncio.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     fault_at = time.monotonic()
     await asyncio.to_thread(proc.wait, 40)
     del cluster.processes.procs[key]
     assert not _containers(victim), "a drained invoker removes its containers"
-    load = await load_task
-    result = await verdict(store, NS, name, load, fault_at)
-    print(f"\n[invoker SIGTERM] {result.line()}")
+    _, result, fed = await mixed.verdicts(store, fault_at, "invoker SIGTERM")
     assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
+    assert fed.lost == 0
     cluster.processes._spawn(f"{victim}-after-term", "invoker", {"FT_INVOKER_ID": victim})
     await wait_ready(cluster.processes, cluster.settings, [victim])
     await _until_state(http, victim, "up")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 from bus.models import ActionSnapshot, ActivationRequest, Heartbeat, Limits, StatusCode
 from initializer.health import DOWN, UNHEALTHY, UNRESPONSIVE, UP, Outcome, OutcomeRing, health
@@ -58,8 +58,9 @@ async def test_registry_places_only_on_up_invokers_and_sweeps_overdue_work() -> 
     await registry.heartbeat(_beat("b", draining=True))
     assert [v.id for v in registry.usable()] == ["a"]
     assert registry.down() == ["b"]
-    registry.placed("a", _request("late", accepted_at=0))
-    registry.placed("a", _request("fine", accepted_at=int(time.time() * 1000)))
+    registry.placed("a", _request("late", accepted_at=0, timeout_ms=1))
+    registry.placed("a", _request("fine", accepted_at=0, timeout_ms=60_000))
+    await asyncio.sleep(0.01)  # "late" is past its deadline, counted from its placement
     assert registry.statuses()["a"] == UNRESPONSIVE  # holds work past its deadline
     assert [p.request.activation_id for _, p in registry.overdue()] == ["late"]
     registry.timed_out("a", "late")

@@ -17,7 +17,8 @@ import aiohttp
 from tests.cluster_fixtures import Cluster
 
 ACTIONS = "/api/v1/namespaces/_/actions"
-SLOW_ECHO = "import time\n\ndef main(args):\n    time.sleep(args.get('sleep', 0))\n    return args\n"
+SLOW_ECHO = (
+    "import time\n\ndef main(args):\n    time.sleep(args.get('sleep', 0))\n    return args\n")
 
 
 @contextmanager

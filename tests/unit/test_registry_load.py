@@ -40,3 +40,15 @@ async def test_own_count_is_used_when_it_is_the_smaller() -> None:
     registry.invokers["i0"].inflight["mine"] = Placed(_request("mine"), t0 + 60_000, at=t0 - 5)
     [view] = registry.usable()
     assert view.inflight_memory == 256
+
+
+async def test_direct_path_work_counts_although_nothing_was_placed() -> None:
+    """Gateways' direct-path activations never pass this initializer: the heartbeat's figure
+    is added on top of what it placed, so it does not overfill the invoker."""
+    registry = InvokerRegistry(dead_after_s=10)
+    t0 = now_ms()
+    beat = _beat(t0, work_memory=768).model_copy(update={"direct_memory": 512})
+    await registry.heartbeat(beat)
+    registry.invokers["i0"].inflight["mine"] = Placed(_request("mine"), t0 + 60_000, at=t0 - 5)
+    [view] = registry.usable()
+    assert view.inflight_memory == 256 + 512
