@@ -30,13 +30,24 @@ from gateway import (
     triggers,
 )
 from gateway import web as web_actions
-from gateway.auth import AuthCache, auth_middleware, namespace
+from gateway.auth import Authenticator, auth_middleware, namespace
+from gateway.auth_cache import AuthCache, RevocationListener
+from gateway.auth_failures import AuthFailureLimiter
 from gateway.catalog import install_catalog
 from gateway.errors import request_context
 from gateway.jsonio import json_response
 from gateway.limits import get_limits
 from gateway.replies import Waiters
-from gateway.state import AUTH_CACHE, BROKER, GATEWAY_ID, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.state import (
+    AUTHENTICATOR,
+    BROKER,
+    GATEWAY_ID,
+    LIMITS,
+    REVOCATIONS,
+    SETTINGS,
+    STORE,
+    WAITERS,
+)
 from gateway.validation import MB, GatewayLimits
 from runtimes.kinds import RUNTIMES
 
@@ -156,6 +167,7 @@ async def ensure_guest(store: Store, settings: Settings) -> None:
 
 async def _on_startup(app: web.Application) -> None:
     await ensure_guest(app[STORE], app[SETTINGS])
+    await app[REVOCATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
@@ -168,6 +180,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
+    await app[REVOCATIONS].close()
     await app[WAITERS].close()
 
 
@@ -182,16 +195,20 @@ def build_app(
     gateway's reply queue, so it needs a running loop and a connected broker."""
     limits = limits or GatewayLimits()
     gateway_id = new_gateway_id()
-    auth_cache = AuthCache(store)
+    auth_cache = AuthCache(ttl_s=settings.auth_cache_ttl_s)
+    limiter = AuthFailureLimiter(store.redis, per_address=settings.auth_failures_per_address,
+                                 per_uuid=settings.auth_failures_per_uuid)
+    authenticator = Authenticator(store, auth_cache, limiter)
     app = web.Application(
-        middlewares=[request_context, auth_middleware(auth_cache)],
+        middlewares=[request_context, auth_middleware(authenticator)],
         client_max_size=limits.request_bytes,
     )
     app[SETTINGS] = settings
     app[STORE] = store
     app[BROKER] = broker
     app[LIMITS] = limits
-    app[AUTH_CACHE] = auth_cache
+    app[AUTHENTICATOR] = authenticator
+    app[REVOCATIONS] = RevocationListener(store.redis, auth_cache)
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
     _add_routes(app)

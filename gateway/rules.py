@@ -15,6 +15,7 @@ from gateway.auth import namespace
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
+from gateway.package_access import may_use_actions_of
 from gateway.rule_docs import (
     RULES,
     RulePut,
@@ -31,15 +32,14 @@ from gateway.rule_links import get_trigger, link_rule, unlink_rule
 from gateway.state import LIMITS, STORE
 from gateway.validation import bool_param, check_entity_name, read_object
 
-# Catalog packages of whisk.system are public (their entitlement check comes with packages).
-_PUBLIC_NAMESPACE = "whisk.system"
 
-
-def _check_entitled(ns: str, trigger: EntityRef, action: EntityRef) -> None:
-    """Triggers must be the caller's own; actions the caller's own or in a public package."""
-    action_ns, _, package = action.path.partition("/")
-    public = action_ns == _PUBLIC_NAMESPACE and bool(package)
-    if trigger.path != ns or not (action_ns == ns or public):
+async def _check_entitled(
+    request: web.Request, ns: str, trigger: EntityRef, action: EntityRef
+) -> None:
+    """Triggers must be the caller's own; actions the caller's own or in a published package.
+    Checked before existence, so another namespace's entities are refused alike whether they
+    exist or not."""
+    if trigger.path != ns or not await may_use_actions_of(request.app[STORE], ns, action.path):
         raise ApiError(403, FORBIDDEN)
 
 
@@ -70,7 +70,7 @@ async def put_rule(request: web.Request) -> web.Response:
     existing = await store.get_entity(RULES, ns, name, RuleDoc)
     refuse_overwrite(existing, overwrite)
     trigger, action = _references(put, existing)
-    _check_entitled(ns, trigger, action)
+    await _check_entitled(request, ns, trigger, action)
     await _check_exist(request, trigger, action)
     key = rule_key(ns, name)
     updated = now_ms()

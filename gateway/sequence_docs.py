@@ -9,7 +9,8 @@ from typing import Any
 from bus.models import ActionDoc, KeyValue
 from bus.requests import SEQUENCE
 from bus.store import Store
-from gateway.errors import ApiError, malformed
+from gateway.errors import FORBIDDEN, ApiError, malformed
+from gateway.package_access import may_use_actions_of
 from gateway.validation import is_entity_name
 
 NO_COMPONENT = "No component specified for the sequence."
@@ -18,8 +19,6 @@ SELF_REFERENCE = "Sequence may not refer to itself."
 COMPONENT_MISSING = "Sequence component does not exist."
 MAX_ATOMIC_ACTIONS = 50  # whisk.actionSequence.maxLength
 ACTIONS_PARAMETER = "_actions"
-# Components are readable across namespaces only from the public system catalog.
-PUBLIC_NAMESPACE = "whisk.system"
 
 
 def parse_components(value: Any) -> list[str]:
@@ -59,8 +58,10 @@ async def _atomic_count(
     store: Store, path: str, self_path: str, caller_ns: str, seen: frozenset[str]
 ) -> int:
     owner, name = split_path(path)
-    if owner.split("/", 1)[0] not in (caller_ns, PUBLIC_NAMESPACE):
-        raise ApiError(400, COMPONENT_MISSING)
+    # Other namespaces' components only from published packages; refused before existence is
+    # looked at, so a private component and a missing one get the same answer.
+    if not await may_use_actions_of(store, caller_ns, owner):
+        raise ApiError(403, FORBIDDEN)
     doc = await store.get_action(owner, name)
     if doc is None:
         raise ApiError(400, COMPONENT_MISSING)

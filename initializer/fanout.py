@@ -133,7 +133,7 @@ class FireFanout:
         aid = outcome.activation_id
         assert aid is not None
         request = build_request(
-            doc, payload, namespace=fire.namespace, api_key=None, activation_id=aid,
+            doc, payload, namespace=fire.namespace, activation_id=aid,
             transaction_id=new_transaction_id(),
             reply_to=waiters.queue_name if waiters is not None else None,
             asynchronous=waiters is None, cause=fire.activation_id,
