@@ -205,5 +205,16 @@ class KeyStore:
         await self._write(stored)
         return uuid, f"{uuid}:{secret}"
 
+    async def upgrade_legacy(self) -> int:
+        """Hash every key an earlier version stored in clear (and index it under its
+        namespace); how many there were. A SCAN, run once when a gateway starts."""
+        upgraded = 0
+        async for name in self.redis.scan_iter(match="ft:auth:*", count=500):
+            raw = await self.redis.get(name)
+            if raw is not None and "digest" not in unpack_obj(raw):
+                await self._decode(raw)
+                upgraded += 1
+        return upgraded
+
     async def _announce(self, uuid: str) -> None:
         await self.redis.publish(REVOKED_CHANNEL, uuid)

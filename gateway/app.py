@@ -166,6 +166,9 @@ async def ensure_guest(store: Store, settings: Settings) -> None:
 
 
 async def _on_startup(app: web.Application) -> None:
+    upgraded = await app[STORE].keys.upgrade_legacy()
+    if upgraded:
+        log.info("%d keys stored in clear by an earlier version are now hashed", upgraded)
     await ensure_guest(app[STORE], app[SETTINGS])
     await app[REVOCATIONS].start()
     await install_catalog(app[STORE])

@@ -78,6 +78,13 @@ async def test_keys_are_stored_hashed_and_legacy_ones_upgraded(store: Store) -> 
     await store.redis.set(f"ft:auth:{legacy.uuid}", pack(legacy))
     assert await store.authenticate(legacy.uuid, legacy.key) == ns
     assert legacy.key.encode() not in await store.redis.get(f"ft:auth:{legacy.uuid}")
+    # ... or when a gateway starts, which also lists it under its namespace for ft admin.
+    unread = NamespaceAuth(uuid=str(uuid.uuid4()), key="U" * KEY_LENGTH, namespace=ns)
+    await store.redis.set(f"ft:auth:{unread.uuid}", pack(unread))
+    assert await store.keys.upgrade_legacy() >= 1
+    assert unread.key.encode() not in await store.redis.get(f"ft:auth:{unread.uuid}")
+    assert unread.uuid in [k.uuid for k in await store.keys.list(ns)]
+    assert await store.authenticate(unread.uuid, unread.key) == ns
 
 
 async def test_minted_keys_expire_and_are_not_listed(store: Store) -> None:
@@ -101,22 +108,30 @@ async def test_admin_key_lifecycle(cluster: Cluster, settings: Settings) -> None
         [first.split(":")[0], second.split(":")[0]])
     assert first.split(":")[1] not in listed and second.split(":")[1] not in listed
 
-    # Rotation with a grace period: both work, then only the new one.
-    rotated = (await admin(settings, "key", "rotate", first.split(":")[0], "--grace", "2"))
+    ttl = cluster.settings.auth_cache_ttl_s
+    # Rotation with a grace period: both keys work meanwhile, the old one listed with its end.
+    rotated = (await admin(settings, "key", "rotate", first.split(":")[0], "--grace", "600"))
     rotated = rotated.strip()
     assert await _status(base, rotated) == 200 and await _status(base, first) == 200
-    assert "expires 20" in await admin(settings, "key", "list", ns)
-    await _until_status(base, first, 401, within_s=2 + cluster.settings.auth_cache_ttl_s + 5)
-    assert await _status(base, rotated) == 200
+    expiring = [line for line in (await admin(settings, "key", "list", ns)).splitlines()
+                if line.startswith(first.split(":")[0])]
+    assert len(expiring) == 1 and "expires never" not in expiring[0]
+    # After a short grace only the new key works.
+    newer = (await admin(settings, "key", "rotate", rotated.split(":")[0], "--grace", "1"))
+    newer = newer.strip()
+    await _until_status(base, rotated, 401, within_s=1 + ttl + 5)
+    assert await _status(base, newer) == 200
 
     # Revocation: refused at once (the gateway's cache hears of it), within the cache TTL at
-    # the very latest.
-    await admin(settings, "key", "revoke", second.split(":")[0])
-    await _until_status(base, second, 401, within_s=cluster.settings.auth_cache_ttl_s + 2)
+    # the very latest; a key in its grace period can be revoked early too.
+    for revoked in (second, first):
+        await admin(settings, "key", "revoke", revoked.split(":")[0])
+        await _until_status(base, revoked, 401, within_s=ttl + 2)
     # Rotation without grace revokes the old key at once.
-    newest = (await admin(settings, "key", "rotate", rotated.split(":")[0])).strip()
-    await _until_status(base, rotated, 401, within_s=cluster.settings.auth_cache_ttl_s + 2)
+    newest = (await admin(settings, "key", "rotate", newer.split(":")[0])).strip()
+    await _until_status(base, newer, 401, within_s=ttl + 2)
     assert await _status(base, newest) == 200
+    assert (await admin(settings, "key", "list", ns)).split()[0] == newest.split(":")[0]
     refused = await asyncio.to_thread(_ft_admin, settings, "key", "add", f"none-{ns}")
     assert refused.returncode == 1 and "does not exist" in refused.stderr
 
