@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     invocations_per_minute: int = 60
     concurrent_invocations: int = 30
     fires_per_minute: int = 60
+    # Verified keys are cached this long per gateway (revocations reach caches at once through
+    # Redis pub/sub; this bounds a revoked key's life if that feed is down).
+    auth_cache_ttl_s: float = 5.0
+    # Failed authentications per minute before 429, per client address and per key uuid.
+    auth_failures_per_address: int = 60
+    auth_failures_per_uuid: int = 20
 
     # invoker
     # Stable across restarts so an invoker can clean up what its previous life left behind.

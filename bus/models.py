@@ -82,7 +82,8 @@ class ActionDoc(BaseModel):
 
 
 class NamespaceAuth(BaseModel):
-    """An API key: ``uuid:key`` authenticates as ``namespace``."""
+    """An issued API key in clear: ``uuid:key`` authenticates as ``namespace``. Handed out once
+    and registered with ``Store.put_auth``; Redis only ever holds its hash (bus/keys.py)."""
 
     uuid: str
     key: str
@@ -160,7 +161,6 @@ class ActivationRequest(BaseModel):
     payload: JSON = Field(default_factory=dict)
     blocking: bool = False
     reply_to: str | None = None
-    api_key: str | None = None
     accepted_at: int  # epoch ms, when the gateway confirmed the publish
     max_age_ms: int = 6 * 3600 * 1000  # past this without a record it is answered with an error
     attempt: int = 1

@@ -68,12 +68,13 @@ def async_policy(doc: ActionDoc) -> AsyncPolicy:
 
 
 def build_request(
-    doc: ActionDoc, payload: Any, *, namespace: str, api_key: str | None, activation_id: str,
-    transaction_id: str, reply_to: str | None = None, asynchronous: bool = False,
+    doc: ActionDoc, payload: Any, *, namespace: str, activation_id: str, transaction_id: str,
+    reply_to: str | None = None, asynchronous: bool = False,
     cause: str | None = None, caused_by: str | None = None, binding: str | None = None,
 ) -> ActivationRequest:
     """``asynchronous`` requests carry the action's async policy (retries, destinations);
-    ``api_key`` is the caller's ``uuid:key``, passed on only if the action asks for it."""
+    no key travels with the request: an action that asks for ``__OW_API_KEY`` gets one minted
+    for its run by the invoker (bus/keys.py)."""
     provide_api_key = truthy(doc.annotation(PROVIDE_API_KEY))
     snapshot = ActionSnapshot(
         namespace=doc.namespace,
@@ -99,7 +100,6 @@ def build_request(
         payload=payload,
         blocking=reply_to is not None,
         reply_to=reply_to,
-        api_key=api_key if provide_api_key else None,
         accepted_at=now_ms(),
         max_age_ms=policy.max_event_age_s * 1000 if policy else 6 * 3600 * 1000,
         cause=cause,

@@ -4,7 +4,10 @@ sequence checks) and the initializer (rule fan-out, sequence components), so an 
 through a rule or a sequence gets the same package and binding parameters as a direct invoke.
 
 A namespace's own packages are readable by it; other namespaces' packages only when published.
-A binding resolves to the package it binds, which must itself be readable by the caller."""
+A binding resolves to the package it binds, which must itself be readable by the caller.
+Another namespace's package the caller may not read is ``FORBIDDEN`` whether it exists or not,
+so no answer tells a private package from a missing one; only in the caller's own namespace is
+a missing package ``MISSING``."""
 
 from __future__ import annotations
 
@@ -31,6 +34,11 @@ class ResolutionError(LookupError):
 
 def readable(doc: PackageDoc, caller_ns: str) -> bool:
     return doc.namespace == caller_ns or doc.publish
+
+
+def unreadable(caller_ns: str, ns: str) -> ResolutionError:
+    """For a package of ``ns`` the caller cannot read or that does not exist."""
+    return ResolutionError(Unresolved.MISSING if ns == caller_ns else Unresolved.FORBIDDEN)
 
 
 def inherited_parameters(package: PackageDoc, binding: PackageDoc | None) -> dict[str, Any]:
@@ -70,20 +78,16 @@ async def resolve_binding(store: Store, caller_ns: str, doc: PackageDoc) -> Reso
     if doc.binding is None:
         return ResolvedPackage(doc)
     bound = await get_package(store, doc.binding.namespace, doc.binding.name)
-    if bound is None:
-        raise ResolutionError(Unresolved.MISSING)
-    if not readable(bound, caller_ns):
-        raise ResolutionError(Unresolved.FORBIDDEN)
+    if bound is None or not readable(bound, caller_ns):
+        raise unreadable(caller_ns, doc.binding.namespace)
     return ResolvedPackage(bound, doc)
 
 
 async def resolve_package(store: Store, caller_ns: str, ns: str, name: str) -> ResolvedPackage:
     """The package (or binding) ``/ns/name`` as ``caller_ns`` may read it."""
     doc = await get_package(store, ns, name)
-    if doc is None:
-        raise ResolutionError(Unresolved.MISSING)
-    if not readable(doc, caller_ns):
-        raise ResolutionError(Unresolved.FORBIDDEN)
+    if doc is None or not readable(doc, caller_ns):
+        raise unreadable(caller_ns, ns)
     return await resolve_binding(store, caller_ns, doc)
 
 

@@ -2,7 +2,7 @@
 activation records (first write wins, TTL, per-namespace time index).
 
 Keys (all under ``ft:``):
-  auth:<uuid>                    NamespaceAuth
+  auth:<uuid>, authns:<ns>       API keys, hashed (bus/keys.py)
   ent:<collection>:<ns>:<name>   entity document (actions now; triggers, rules, packages later)
   ents:<collection>:<ns>         zset name -> updated (ms), for newest-first listing
   code:<sha256>                  action code, written once, shared by every version using it
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -30,6 +29,7 @@ from pydantic import BaseModel
 from bus.codec import pack, unpack
 from bus.events import FeedDoc
 from bus.ids import now_ms
+from bus.keys import KeyStore, StoredKey
 from bus.models import ActionDoc, ActivationRecord, NamespaceAuth, NamespaceLimits
 
 E = TypeVar("E", bound=BaseModel)
@@ -47,6 +47,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+
+# A record only through its namespace's index: another namespace's activation id then takes
+# the very path a missing one takes (one nil answer), so neither the answer nor its timing
+# tells the two apart.
+_RECORD_OF = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('GET', KEYS[2]) end
+return false
 """
 
 # The invoke throttles in one round trip: count this request in its calendar minute, then
@@ -116,7 +124,9 @@ class Store:
     def __init__(self, client: aioredis.Redis, record_ttl_s: int = 7 * 24 * 3600) -> None:
         self.redis = client
         self.record_ttl_s = record_ttl_s
+        self.keys = KeyStore(client)
         self._write_record = client.register_script(_WRITE_RECORD)
+        self._record_of = client.register_script(_RECORD_OF)
         self._replace_entity = client.register_script(_REPLACE_ENTITY)
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._release_lease = client.register_script(_RELEASE_LEASE)
@@ -136,38 +146,19 @@ class Store:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
-    # -- auth --------------------------------------------------------------------------------
+    # -- auth (bus/keys.py; these are the calls most code needs) -------------------------------
 
-    async def put_auth(self, auth: NamespaceAuth) -> None:
-        await self.redis.set(f"ft:auth:{auth.uuid}", pack(auth))
+    async def put_auth(self, auth: NamespaceAuth) -> StoredKey:
+        """Register an issued ``uuid:key`` (stored hashed)."""
+        return await self.keys.put(auth.namespace, auth.uuid, auth.key)
 
-    async def get_auth(self, uuid: str) -> NamespaceAuth | None:
-        raw = await self.redis.get(f"ft:auth:{uuid}")
-        return None if raw is None else unpack(raw, NamespaceAuth)
+    async def get_auth(self, uuid: str) -> StoredKey | None:
+        return await self.keys.get(uuid)
 
     async def authenticate(self, uuid: str, key: str) -> str | None:
         """The namespace ``uuid:key`` belongs to, or None."""
-        raw = await self.redis.get(f"ft:auth:{uuid}")
-        if raw is None:
-            return None
-        auth = unpack(raw, NamespaceAuth)
-        return auth.namespace if hmac.compare_digest(auth.key, key) else None
-
-    async def delete_auth(self, uuid: str) -> NamespaceAuth | None:
-        raw = await self.redis.getdel(f"ft:auth:{uuid}")
-        return None if raw is None else unpack(raw, NamespaceAuth)
-
-    async def list_auths(self, namespace: str | None = None) -> list[NamespaceAuth]:
-        """Every key (of ``namespace``). A SCAN: an operator's command, never the hot path."""
-        found: list[NamespaceAuth] = []
-        async for key in self.redis.scan_iter(match="ft:auth:*", count=500):
-            raw = await self.redis.get(key)
-            if raw is None:
-                continue
-            auth = unpack(raw, NamespaceAuth)
-            if namespace is None or auth.namespace == namespace:
-                found.append(auth)
-        return sorted(found, key=lambda a: (a.namespace, a.uuid))
+        stored = await self.keys.authenticate(uuid, key)
+        return None if stored is None else stored.namespace
 
     # -- namespace limits and throttles ------------------------------------------------------
 
@@ -298,6 +289,12 @@ class Store:
 
     async def get_record(self, activation_id: str) -> ActivationRecord | None:
         raw = await self.redis.get(f"ft:act:{activation_id}")
+        return None if raw is None else unpack(raw, ActivationRecord)
+
+    async def get_record_of(self, ns: str, activation_id: str) -> ActivationRecord | None:
+        """The record of ``activation_id`` if namespace ``ns`` owns it (else None, as fast)."""
+        raw = await self._record_of(
+            keys=[f"ft:acts:{ns}", f"ft:act:{activation_id}"], args=[activation_id])
         return None if raw is None else unpack(raw, ActivationRecord)
 
     async def has_record(self, activation_id: str) -> bool:

@@ -1,25 +1,26 @@
 """``ft admin`` (OpenWhisk's ``wskadmin``): namespaces' keys and throttles, written straight to
 the Redis store (``FT_REDIS_URL``), not through the API: the operator needs no key to make the
-first one."""
+first one.
+
+A secret is printed once, when its key is made (``user create``, ``key add``, ``key rotate``);
+Redis holds only its hash, so no command can show it again. Revoking or rotating a key takes
+effect on every gateway at once (their caches hear of it through Redis pub/sub)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import re
-import secrets
-import string
-import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from bus.config import get_settings
-from bus.models import NamespaceAuth, NamespaceLimits
+from bus.keys import StoredKey
+from bus.models import NamespaceLimits
 from bus.store import Store
 from cli.errors import EXIT_OK, CliError
 
-KEY_LENGTH = 64  # OpenWhisk's Secret: exactly 64 characters
-_KEY_ALPHABET = string.ascii_letters + string.digits
 # OpenWhisk's entity name rule (EntityPath.scala), which namespaces follow too.
 _NAMESPACE = re.compile(r"\A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\Z")
 LIMIT_FIELDS = ("invocationsPerMinute", "concurrentInvocations", "firesPerMinute")
@@ -48,32 +49,66 @@ def _namespace(text: str) -> str:
     return text
 
 
-def new_key() -> str:
-    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
+def _when(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _describe(key: StoredKey) -> str:
+    """One listed key: its uuid and dates, never its secret (which is not stored anyway)."""
+    expires = _when(key.expires) if key.expires is not None else "never"
+    return f"{key.uuid}  created {_when(key.created)}  expires {expires}"
+
+
+def _create_key(namespace: str, *, first: bool) -> str:
+    async def work(store: Store) -> str:
+        existing = await store.keys.list(namespace)
+        if first and existing:
+            raise CliError(f"Namespace '{namespace}' already exists; "
+                           "add a key with 'ft admin key add'.")
+        if not first and not existing:
+            raise CliError(f"Namespace '{namespace}' does not exist; "
+                           "create it with 'ft admin user create'.")
+        _, credential = await store.keys.create(namespace)
+        return credential
+
+    return _with_store(work)
 
 
 def user_create(args: argparse.Namespace) -> int:
-    auth = NamespaceAuth(
-        uuid=str(uuid.uuid4()), key=new_key(), namespace=_namespace(args.namespace)
-    )
-    _with_store(lambda store: store.put_auth(auth))
-    print(f"{auth.uuid}:{auth.key}")
+    """A new namespace and its first key, printed once."""
+    print(_create_key(_namespace(args.namespace), first=True))
+    return EXIT_OK
+
+
+def key_add(args: argparse.Namespace) -> int:
+    """Another key for an existing namespace, printed once."""
+    print(_create_key(_namespace(args.namespace), first=False))
     return EXIT_OK
 
 
 def user_list(args: argparse.Namespace) -> int:
-    auths = _with_store(lambda store: store.list_auths(_namespace(args.namespace)))
-    for auth in auths:
-        print(f"{auth.uuid}:{auth.key}")
+    for key in _with_store(lambda store: store.keys.list(_namespace(args.namespace))):
+        print(_describe(key))
     return EXIT_OK
 
 
 def user_delete(args: argparse.Namespace) -> int:
-    # Gateways cache a key for a few seconds: it stops working within that.
-    deleted = _with_store(lambda store: store.delete_auth(args.uuid))
+    deleted = _with_store(lambda store: store.keys.revoke(args.uuid))
     if deleted is None:
         raise CliError(f"Subject '{args.uuid}' does not exist.")
     print("Subject deleted")
+    return EXIT_OK
+
+
+def key_rotate(args: argparse.Namespace) -> int:
+    """A new key for the namespace of UUID, printed once; UUID stops working now or after
+    ``--grace`` seconds."""
+    if args.grace < 0:
+        raise CliError("--grace must be 0 or more seconds.")
+    rotated = _with_store(lambda store: store.keys.rotate(args.uuid, args.grace * 1000))
+    if rotated is None:
+        raise CliError(f"Subject '{args.uuid}' does not exist.")
+    print(rotated[1])
     return EXIT_OK
 
 

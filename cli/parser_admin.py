@@ -1,4 +1,4 @@
-"""argparse for ``ft admin`` (wskadmin's ``user`` and ``limits``), ``ft namespace`` and
+"""argparse for ``ft admin`` (wskadmin's ``user`` and ``limits``, and ``key``), ``ft namespace`` and
 ``ft activation poll``."""
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ def add_admin_commands(subparsers: argparse._SubParsersAction) -> None:
     # No connection flags: admin talks to Redis (FT_REDIS_URL), not to the API.
     _, admin_commands = group(subparsers, "admin", "administer namespaces, keys and limits")
     _, users = group(admin_commands, "user", "create, list and delete namespace keys")
-    create = users.add_parser("create", help="create a key (uuid:key) for NAMESPACE")
+    create = users.add_parser(
+        "create", help="create NAMESPACE and its first key (uuid:key, shown only now)")
     create.add_argument("namespace", metavar="NAMESPACE")
     create.set_defaults(handler=admin.user_create)
-    listing = users.add_parser("list", help="list the keys of NAMESPACE")
+    listing = users.add_parser("list", help="list the keys of NAMESPACE (never their secrets)")
     listing.add_argument("namespace", metavar="NAMESPACE")
     listing.set_defaults(handler=admin.user_list)
-    delete = users.add_parser("delete", help="delete the key of subject UUID")
+    delete = users.add_parser("delete", help="revoke the key of subject UUID")
     delete.add_argument("uuid", metavar="UUID")
     delete.set_defaults(handler=admin.user_delete)
+    _add_key_commands(admin_commands)
 
     _, limits = group(admin_commands, "limits", "set, get and delete a namespace's throttles")
     set_ = limits.add_parser("set", help="set NAMESPACE's own throttles")
@@ -38,6 +40,25 @@ def add_admin_commands(subparsers: argparse._SubParsersAction) -> None:
         parser = limits.add_parser(verb, help=help_text)
         parser.add_argument("namespace", metavar="NAMESPACE")
         parser.set_defaults(handler=handler)
+
+
+def _add_key_commands(admin_commands: argparse._SubParsersAction) -> None:
+    _, keys = group(admin_commands, "key", "add, rotate, revoke and list a namespace's keys")
+    add = keys.add_parser("add", help="another key for NAMESPACE (uuid:key, shown only now)")
+    add.add_argument("namespace", metavar="NAMESPACE")
+    add.set_defaults(handler=admin.key_add)
+    rotate = keys.add_parser(
+        "rotate", help="replace the key UUID with a new one (shown only now)")
+    rotate.add_argument("uuid", metavar="UUID")
+    rotate.add_argument("--grace", type=int, default=0, metavar="SECONDS",
+                        help="keep the old key working this long (default: revoke it now)")
+    rotate.set_defaults(handler=admin.key_rotate)
+    revoke = keys.add_parser("revoke", help="revoke the key UUID now")
+    revoke.add_argument("uuid", metavar="UUID")
+    revoke.set_defaults(handler=admin.user_delete)
+    listing = keys.add_parser("list", help="list the keys of NAMESPACE (never their secrets)")
+    listing.add_argument("namespace", metavar="NAMESPACE")
+    listing.set_defaults(handler=admin.user_list)
 
 
 def add_namespace_commands(subparsers: argparse._SubParsersAction, common: list) -> None:

@@ -30,7 +30,9 @@ from gateway import (
     triggers,
 )
 from gateway import web as web_actions
-from gateway.auth import AuthCache, auth_middleware, namespace
+from gateway.auth import Authenticator, auth_middleware, namespace
+from gateway.auth_cache import AuthCache, RevocationListener
+from gateway.auth_failures import AuthFailureLimiter
 from gateway.catalog import install_catalog
 from gateway.direct import DirectPath
 from gateway.errors import request_context
@@ -38,11 +40,12 @@ from gateway.jsonio import json_response
 from gateway.limits import get_limits
 from gateway.replies import Waiters
 from gateway.state import (
-    AUTH_CACHE,
+    AUTHENTICATOR,
     BROKER,
     DIRECT,
     GATEWAY_ID,
     LIMITS,
+    REVOCATIONS,
     SETTINGS,
     STORE,
     WAITERS,
@@ -165,7 +168,11 @@ async def ensure_guest(store: Store, settings: Settings) -> None:
 
 
 async def _on_startup(app: web.Application) -> None:
+    upgraded = await app[STORE].keys.upgrade_legacy()
+    if upgraded:
+        log.info("%d keys stored in clear by an earlier version are now hashed", upgraded)
     await ensure_guest(app[STORE], app[SETTINGS])
+    await app[REVOCATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
     if DIRECT in app:
@@ -182,6 +189,7 @@ async def _on_shutdown(app: web.Application) -> None:
 async def _on_cleanup(app: web.Application) -> None:
     if DIRECT in app:
         await app[DIRECT].close()
+    await app[REVOCATIONS].close()
     await app[WAITERS].close()
 
 
@@ -196,16 +204,20 @@ def build_app(
     gateway's reply queue, so it needs a running loop and a connected broker."""
     limits = limits or GatewayLimits()
     gateway_id = new_gateway_id()
-    auth_cache = AuthCache(store)
+    auth_cache = AuthCache(ttl_s=settings.auth_cache_ttl_s)
+    limiter = AuthFailureLimiter(store.redis, per_address=settings.auth_failures_per_address,
+                                 per_uuid=settings.auth_failures_per_uuid)
+    authenticator = Authenticator(store, auth_cache, limiter)
     app = web.Application(
-        middlewares=[request_context, auth_middleware(auth_cache)],
+        middlewares=[request_context, auth_middleware(authenticator)],
         client_max_size=limits.request_bytes,
     )
     app[SETTINGS] = settings
     app[STORE] = store
     app[BROKER] = broker
     app[LIMITS] = limits
-    app[AUTH_CACHE] = auth_cache
+    app[AUTHENTICATOR] = authenticator
+    app[REVOCATIONS] = RevocationListener(store.redis, auth_cache)
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
     if settings.direct_path:

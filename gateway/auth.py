@@ -1,37 +1,31 @@
-"""HTTP Basic authentication (``uuid:key``) with a short in-process cache, and the namespace
-check for ``/namespaces/{ns}/...`` paths (``_`` or the caller's own namespace)."""
+"""HTTP Basic authentication (``uuid:key``) and the namespace check for
+``/namespaces/{ns}/...`` paths (``_`` or the caller's own namespace).
+
+A cached valid key costs no Redis call (``gateway.auth_cache``); an uncached one costs one read
+and one HMAC; a failure is counted and, past its limit, refused with 429
+(``gateway.auth_failures``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from bus.store import Store
+from gateway.auth_cache import AuthCache, Identity
+from gateway.auth_failures import AuthFailureLimiter
 from gateway.errors import AUTH_INVALID, AUTH_MISSING, FORBIDDEN, WWW_AUTHENTICATE, ApiError
 
 PROTECTED_PREFIX = "/api/v1/namespaces"
-
-
-@dataclass(frozen=True)
-class Identity:
-    namespace: str
-    uuid: str
-    key: str
-
-    @property
-    def api_key(self) -> str:
-        return f"{self.uuid}:{self.key}"
-
 
 IDENTITY = web.RequestKey("identity", Identity)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+__all__ = ["Authenticator", "Identity", "auth_middleware", "identity", "namespace"]
 
 
 def identity(request: web.Request) -> Identity:
@@ -78,45 +72,38 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return uuid, key
 
 
-class AuthCache:
-    """Namespace lookups cached for a few seconds, so the hot path skips Redis. Failures are
-    cached briefly too (keyed by the whole credential), so a client retrying a bad key does
-    not hammer Redis, and a key created a moment ago becomes valid quickly."""
+class Authenticator:
+    """Turns presented credentials into an Identity, or the 401/429 answer."""
 
-    def __init__(
-        self, store: Store, *, ttl_s: float = 5.0, negative_ttl_s: float = 1.0,
-        max_entries: int = 10_000,
-    ) -> None:
+    def __init__(self, store: Store, cache: AuthCache, limiter: AuthFailureLimiter) -> None:
         self._store = store
-        self._ttl_s = ttl_s
-        self._negative_ttl_s = negative_ttl_s
-        self._max_entries = max_entries
-        self._entries: dict[tuple[str, str], tuple[float, Identity | None]] = {}
+        self.cache = cache
+        self._limiter = limiter
 
-    async def identify(self, uuid: str, key: str) -> Identity | None:
-        now = time.monotonic()
-        credential = (uuid, key)
-        cached = self._entries.get(credential)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        ns = await self._store.authenticate(uuid, key)
-        found = Identity(namespace=ns, uuid=uuid, key=key) if ns is not None else None
-        if len(self._entries) >= self._max_entries:
-            self._evict(now)
-        ttl = self._ttl_s if found is not None else self._negative_ttl_s
-        self._entries[credential] = (now + ttl, found)
-        return found
+    async def identify(self, uuid: str, key: str, client: str) -> Identity:
+        found = self.cache.lookup(uuid, key)
+        if isinstance(found, Identity):
+            return found
+        if found is None:
+            generation = self.cache.generation
+            stored = await self._store.keys.authenticate(uuid, key)
+            found = self.cache.remember(uuid, key, stored, generation)
+            if found is not None:
+                return found
+        refusal = await self._limiter.failed(client, uuid)
+        if refusal is not None:
+            raise ApiError(429, refusal.message, {"Retry-After": str(refusal.retry_after_s)})
+        raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE)
 
-    def _evict(self, now: float) -> None:
-        expired = [c for c, (until, _) in self._entries.items() if until <= now]
-        for credential in expired:
-            del self._entries[credential]
-        if len(self._entries) >= self._max_entries:  # all fresh: drop the oldest half
-            for credential in list(self._entries)[: self._max_entries // 2]:
-                del self._entries[credential]
+    async def from_request(self, request: web.Request) -> Identity | None:
+        """The caller, None if no credentials were sent; invalid ones raise."""
+        credentials = parse_basic(request.headers.get("Authorization"))
+        if credentials is None:
+            return None
+        return await self.identify(*credentials, client=request.remote or "local")
 
 
-def auth_middleware(cache: AuthCache) -> Middleware:
+def auth_middleware(authenticator: Authenticator) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         match_info = request.match_info
@@ -128,12 +115,9 @@ def auth_middleware(cache: AuthCache) -> Middleware:
             or not resource.canonical.startswith(PROTECTED_PREFIX)
         ):
             return await handler(request)
-        credentials = parse_basic(request.headers.get("Authorization"))
-        if credentials is None:
-            raise ApiError(401, AUTH_MISSING, WWW_AUTHENTICATE)
-        found = await cache.identify(*credentials)
+        found = await authenticator.from_request(request)
         if found is None:
-            raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE)
+            raise ApiError(401, AUTH_MISSING, WWW_AUTHENTICATE)
         requested = match_info.get("ns")
         if (
             requested is not None

@@ -130,7 +130,7 @@ async def run_invocation(
     timeout_ms = invocation.timeout_ms
     wait_ms = min(timeout_ms, max_wait_ms) if timeout_ms is not None else max_wait_ms
     activation_id, record = await activate(
-        app, doc, payload, namespace=caller.namespace, api_key=caller.api_key,
+        app, doc, payload, namespace=caller.namespace,
         tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
         binding=binding,
         idempotency_key=idempotency_key(request),
@@ -149,9 +149,8 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 async def activate(
-    app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str,
-    api_key: str | None, tid: str, wait_ms: int | None, binding: str | None = None,
-    idempotency_key: str | None = None,
+    app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str, tid: str,
+    wait_ms: int | None, binding: str | None = None, idempotency_key: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
@@ -177,7 +176,7 @@ async def activate(
             activation_id, resent = claimed, True
     await admit_invocation(app, namespace, doc, activation_id)
     activation = build_request(
-        doc, payload, namespace=namespace, api_key=api_key,
+        doc, payload, namespace=namespace,
         activation_id=activation_id, transaction_id=tid, asynchronous=not blocking,
         binding=binding,
     )

@@ -1,5 +1,6 @@
-"""Package resolution (``bus.resolution``) with the gateway's answers: a package that is
-missing is a 404, one that is not the caller's and not published a 403."""
+"""Package resolution (``bus.resolution``) with the gateway's answers: 404 for a missing
+package of the caller's own namespace, 403 for another namespace's package the caller may not
+read, whether it exists or not (OpenWhisk's entitlement check answers the same way)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bus.resolution import (
     readable,
     resolve_binding,
     resolve_package,
+    unreadable,
 )
 from bus.store import Store
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
@@ -33,13 +35,10 @@ def api_error(exc: ResolutionError) -> ApiError:
 
 
 async def readable_package(store: Store, caller_ns: str, ns: str, name: str) -> PackageDoc:
-    """The package (or binding) ``/ns/name``: 404 if missing, 403 if not the caller's and
-    not published."""
+    """The package (or binding) ``/ns/name`` itself, unresolved."""
     doc = await get_package(store, ns, name)
-    if doc is None:
-        raise ApiError(404, NOT_FOUND)
-    if not readable(doc, caller_ns):
-        raise ApiError(403, FORBIDDEN)
+    if doc is None or not readable(doc, caller_ns):
+        raise api_error(unreadable(caller_ns, ns))
     return doc
 
 

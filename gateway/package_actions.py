@@ -89,7 +89,10 @@ async def get_packaged_action(request: web.Request) -> web.Response:
     # As OpenWhisk shows it: the package's (and binding's) parameters under the action's own.
     merged = {key: KeyValue(key=key, value=value)
               for key, value in resolved.base_parameters().items()}
-    merged.update((kv.key, kv) for kv in doc.parameters)
+    # Init parameters are the owner's secrets (they reach only the container's environment):
+    # a reader of a published package does not see them.
+    owner = doc.namespace.split("/", 1)[0] == namespace(request)
+    merged.update((kv.key, kv) for kv in doc.parameters if owner or not kv.init)
     shown = doc.model_copy(update={"parameters": list(merged.values())})
     code = await code_of(request.app[STORE], doc) if include_code else None
     return json_response(action_json(shown, code, include_code=include_code))

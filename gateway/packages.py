@@ -46,10 +46,10 @@ async def package_actions(store: Store, package: PackageDoc) -> list[ActionDoc]:
 
 async def _check_binding(store: Store, caller_ns: str, binding: PackageBinding) -> None:
     target = await get_package(store, binding.namespace, binding.name)
+    if binding.namespace != caller_ns and (target is None or not readable(target, caller_ns)):
+        raise ApiError(403, FORBIDDEN)  # the same for a private package and a missing one
     if target is None:
         raise ApiError(400, BINDING_MISSING)
-    if not readable(target, caller_ns):
-        raise ApiError(403, FORBIDDEN)
     if target.binding is not None:
         raise ApiError(400, BINDING_OF_BINDING)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from bus.models import ActionDoc, KeyValue
 from bus.requests import SEQUENCE
-from bus.resolution import ResolutionError, resolve_action, split_path
+from bus.resolution import ResolutionError, Unresolved, resolve_action, split_path
 from bus.store import Store
-from gateway.errors import ApiError, malformed
+from gateway.errors import FORBIDDEN, ApiError, malformed
 from gateway.validation import is_entity_name
 
 NO_COMPONENT = "No component specified for the sequence."
@@ -56,7 +56,11 @@ async def _atomic_count(
     owner, name = split_path(path)
     try:
         doc = (await resolve_action(store, caller_ns, owner, name)).doc
-    except ResolutionError:
+    except ResolutionError as exc:
+        # Another namespace's component is refused before its existence is looked at, so a
+        # private component and a missing one get the same answer.
+        if exc.reason is Unresolved.FORBIDDEN:
+            raise ApiError(403, FORBIDDEN) from None
         raise ApiError(400, COMPONENT_MISSING) from None
     if doc.exec.kind != SEQUENCE:
         return 1

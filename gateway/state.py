@@ -7,7 +7,8 @@ from aiohttp import web
 from bus.broker import Broker
 from bus.config import Settings
 from bus.store import Store
-from gateway.auth import AuthCache
+from gateway.auth import Authenticator
+from gateway.auth_cache import RevocationListener
 from gateway.direct import DirectPath
 from gateway.replies import Waiters
 from gateway.validation import GatewayLimits
@@ -16,7 +17,8 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BROKER = web.AppKey("broker", Broker)
 LIMITS = web.AppKey("limits", GatewayLimits)
-AUTH_CACHE = web.AppKey("auth_cache", AuthCache)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+REVOCATIONS = web.AppKey("revocations", RevocationListener)
 WAITERS = web.AppKey("waiters", Waiters)
 GATEWAY_ID = web.AppKey("gateway_id", str)
 DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off

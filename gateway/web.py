@@ -20,9 +20,8 @@ from aiohttp import web
 from bus.models import ActionDoc, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, truthy
 from bus.resolution import get_package, inherited_parameters
-from gateway.auth import Identity, parse_basic
+from gateway.auth import Identity
 from gateway.errors import (
-    AUTH_INVALID,
     AUTH_MISSING,
     NOT_FOUND,
     PARAMETERS_NOT_ALLOWED,
@@ -31,7 +30,7 @@ from gateway.errors import (
     transaction_id,
 )
 from gateway.invoke import ACTIVATION_ID_HEADER, activate
-from gateway.state import AUTH_CACHE, LIMITS, SETTINGS, STORE
+from gateway.state import AUTHENTICATOR, LIMITS, SETTINGS, STORE
 from gateway.validation import is_entity_name, read_body
 from gateway.web_responses import (
     DEFAULT_EXTENSION,
@@ -71,13 +70,7 @@ def split_action_segment(tail: str) -> tuple[str, str, str]:
 
 async def _caller(request: web.Request) -> Identity | None:
     """Authentication is optional on web actions; credentials that are sent must be valid."""
-    credentials = parse_basic(request.headers.get("Authorization"))
-    if credentials is None:
-        return None
-    found = await request.app[AUTH_CACHE].identify(*credentials)
-    if found is None:
-        raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE)
-    return found
+    return await request.app[AUTHENTICATOR].from_request(request)
 
 
 def _check_whisk_auth(doc: ActionDoc, request: web.Request, caller: Identity | None) -> None:
@@ -207,7 +200,7 @@ async def web_action(request: web.Request) -> web.Response:
     # Owned and billed by the action's namespace, whoever called.
     owner = doc.namespace.split("/", 1)[0]
     activation_id, record = await activate(
-        request.app, doc, payload, namespace=owner, api_key=None,
+        request.app, doc, payload, namespace=owner,
         tid=transaction_id(request), wait_ms=request.app[SETTINGS].max_blocking_wait_ms,
     )
     headers = {ACTIVATION_ID_HEADER: activation_id, **cors}

@@ -91,7 +91,7 @@ class DestinationConsumer:
             raise Undeliverable(f"{dest.target} does not accept the record's fields") from exc
         aid = delivery_id(dest)
         request = build_request(
-            doc, payload, namespace=dest.namespace, api_key=None, activation_id=aid,
+            doc, payload, namespace=dest.namespace, activation_id=aid,
             transaction_id=new_transaction_id(), cause=dest.record.activation_id,
         )
         await self.broker.publish(request, routing_key=ACTIVATIONS, message_id=aid)

@@ -154,7 +154,7 @@ class FireFanout:
         aid = outcome.activation_id
         assert aid is not None
         request = build_request(
-            action.doc, payload, namespace=fire.namespace, api_key=None, activation_id=aid,
+            action.doc, payload, namespace=fire.namespace, activation_id=aid,
             transaction_id=new_transaction_id(),
             reply_to=waiters.queue_name if waiters is not None else None,
             asynchronous=waiters is None, cause=fire.activation_id, binding=action.binding,

@@ -126,7 +126,7 @@ class SequenceRunner:
                 progress.fail(StatusCode.APPLICATION_ERROR, PARAMETERS_NOT_ALLOWED)
                 return
             request = build_request(
-                action.doc, payload, namespace=req.invoking_namespace, api_key=req.api_key,
+                action.doc, payload, namespace=req.invoking_namespace,
                 activation_id=aid, transaction_id=req.transaction_id,
                 reply_to=self.waiters.queue_name, cause=req.activation_id,
                 caused_by=CAUSED_BY, binding=action.binding,

@@ -19,7 +19,7 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _ow_env(req: ActivationRequest, deadline: int) -> dict[str, str]:
+def _ow_env(req: ActivationRequest, deadline: int, api_key: str | None) -> dict[str, str]:
     action = req.action
     env = {
         "__OW_NAMESPACE": req.invoking_namespace,
@@ -29,25 +29,28 @@ def _ow_env(req: ActivationRequest, deadline: int) -> dict[str, str]:
         "__OW_TRANSACTION_ID": req.transaction_id,
         "__OW_DEADLINE": str(deadline),
     }
-    if req.api_key:
-        env["__OW_API_KEY"] = req.api_key
+    if api_key:
+        env["__OW_API_KEY"] = api_key
     return env
 
 
-def init_body(req: ActivationRequest, code: str | None, deadline: int) -> bytes:
+def init_body(
+    req: ActivationRequest, code: str | None, deadline: int, api_key: str | None = None
+) -> bytes:
+    """``api_key``: the key minted for this activation, when the action asked for one."""
     action = req.action
     value: dict[str, Any] = {
         "name": action.name,
         "main": action.main,
         "binary": action.binary,
-        "env": {**action.init_env, **_ow_env(req, deadline)},
+        "env": {**action.init_env, **_ow_env(req, deadline, api_key)},
     }
     if code is not None:
         value["code"] = code
     return _dumps({"value": value})
 
 
-def run_body(req: ActivationRequest, deadline: int) -> bytes:
+def run_body(req: ActivationRequest, deadline: int, api_key: str | None = None) -> bytes:
     action = req.action
     body: dict[str, Any] = {
         "value": req.payload,
@@ -58,8 +61,8 @@ def run_body(req: ActivationRequest, deadline: int) -> bytes:
         "transaction_id": req.transaction_id,
         "deadline": str(deadline),
     }
-    if req.api_key:
-        body["api_key"] = req.api_key
+    if api_key:
+        body["api_key"] = api_key
     return _dumps(body)
 
 

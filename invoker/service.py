@@ -38,6 +38,9 @@ from invoker.records import build_record, init_body, run_body
 log = logging.getLogger(__name__)
 
 PROXY_START_TIMEOUT_S = 30.0
+# A minted key outlives the action's limits (init and run each get the full timeout) by this
+# much; it is revoked as soon as the run ends, so the TTL only matters if that revoke is lost.
+MINTED_KEY_SLACK_MS = 10_000
 CODE_CACHE_ENTRIES = 256
 
 
@@ -316,11 +319,17 @@ class Invoker:
         init_ms: int | None = None
         outcome: Outcome | None = None
         logs_expected = True
-        if cmd.start != "warm":
-            outcome, logs_expected = await self._init(client, req, cid, start + timeout_ms)
-            init_ms = now_ms() - start
-        if outcome is None:
-            outcome, logs_expected = await self._invoke(client, req, cid, timeout_ms)
+        key_uuid, api_key = await self._mint_key(req)
+        try:
+            if cmd.start != "warm":
+                outcome, logs_expected = await self._init(
+                    client, req, cid, start + timeout_ms, api_key)
+                init_ms = now_ms() - start
+            if outcome is None:
+                outcome, logs_expected = await self._invoke(
+                    client, req, cid, timeout_ms, api_key)
+        finally:
+            await self._revoke_key(key_uuid)
         end = now_ms()
         handle = self.handles.get(cid)
         logs = await collect(
@@ -332,8 +341,26 @@ class Invoker:
             invoker_id=self.id, container_start=cmd.start)
         return record, outcome.container_reusable
 
+    async def _mint_key(self, req: ActivationRequest) -> tuple[str | None, str | None]:
+        """``(uuid, uuid:key)`` of a key for this activation alone, if the action asked for
+        ``__OW_API_KEY``: no caller's key is ever handed over (the platform only holds hashes),
+        and a key that leaks from the container dies with the run."""
+        if not req.action.provide_api_key:
+            return None, None
+        ttl_ms = 2 * req.action.limits.timeout + MINTED_KEY_SLACK_MS
+        return await self.store.keys.mint(req.invoking_namespace, req.activation_id, ttl_ms)
+
+    async def _revoke_key(self, key_uuid: str | None) -> None:
+        if key_uuid is None:
+            return
+        try:
+            await self.store.keys.revoke(key_uuid)
+        except Exception as exc:  # its TTL ends it soon anyway
+            log.warning("could not revoke the key minted for an activation: %s", exc)
+
     async def _init(
-        self, client: ProxyClient, req: ActivationRequest, cid: str, deadline: int
+        self, client: ProxyClient, req: ActivationRequest, cid: str, deadline: int,
+        api_key: str | None,
     ) -> tuple[Outcome | None, bool]:
         """None when the action initialized; else the failure and whether logs were written."""
         code = await self._code_for(req.action.code_digest)
@@ -343,7 +370,7 @@ class Invoker:
         timeout_ms = req.action.limits.timeout
         try:
             status, body = await client.post(
-                "/init", init_body(req, code, deadline), timeout_ms / 1000)
+                "/init", init_body(req, code, deadline, api_key), timeout_ms / 1000)
         except TimeoutError:
             return oc.developer_error(
                 oc.INIT_TIMEOUT_MESSAGE.format(ms=timeout_ms), timed_out=True), False
@@ -354,12 +381,13 @@ class Invoker:
         return None, True
 
     async def _invoke(
-        self, client: ProxyClient, req: ActivationRequest, cid: str, timeout_ms: int
+        self, client: ProxyClient, req: ActivationRequest, cid: str, timeout_ms: int,
+        api_key: str | None,
     ) -> tuple[Outcome, bool]:
         deadline = now_ms() + timeout_ms
         try:
             status, body = await client.post(
-                "/run", run_body(req, deadline), timeout_ms / 1000,
+                "/run", run_body(req, deadline, api_key), timeout_ms / 1000,
                 max_body=oc.MAX_RESULT_BYTES + oc.RESULT_SLACK_BYTES)
         except ResponseTooLarge as exc:
             return oc.result_too_large(exc.length, exc.head), True

@@ -335,7 +335,9 @@ async def test_admin_users_and_limits(settings: Settings, base_url: str) -> None
     subject, key = created.stdout.strip().split(":")
     assert len(key) == 64 and uuid.UUID(subject)
     listed = await asyncio.to_thread(_ft_admin, settings, "user", "list", ns)
-    assert listed.stdout.split() == [f"{subject}:{key}"]
+    assert listed.stdout.split()[0] == subject and key not in listed.stdout
+    again = await asyncio.to_thread(_ft_admin, settings, "user", "create", ns)
+    assert again.returncode == 1 and "already exists" in again.stderr
 
     limits = await asyncio.to_thread(_ft_admin, settings, "limits", "set", ns,
                                      "--invocationsPerMinute", "3", "--firesPerMinute", "4")

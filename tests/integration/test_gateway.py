@@ -22,7 +22,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from bus.broker import ACTIVATIONS, Broker, settle
-from bus.codec import CONTENT_TYPE, unpack
+from bus.codec import CONTENT_TYPE, unpack, unpack_obj
 from bus.config import Settings
 from bus.ids import new_activation_id, now_ms
 from bus.models import (
@@ -524,7 +524,7 @@ async def test_invoke_non_blocking_publishes_request(
     assert request.transaction_id == reply.headers["X-Request-ID"]
     assert request.invoking_namespace == ns and request.subject == ns
     assert request.payload == {"name": "Jane", "keep": [1], "extra": True}
-    assert request.blocking is False and request.reply_to is None and request.api_key is None
+    assert request.blocking is False and request.reply_to is None
     assert before <= request.accepted_at <= now_ms()
     snapshot = request.action
     assert (snapshot.namespace, snapshot.name, snapshot.version) == (ns, name, "0.0.1")
@@ -544,13 +544,17 @@ async def test_invoke_array_and_empty_payloads(api: Api, invoker: FakeInvoker) -
     assert (await invoker.received(empty.body["activationId"])).payload == {"p": 1}
 
 
-async def test_invoke_passes_api_key_only_when_asked(api: Api, invoker: FakeInvoker) -> None:
+async def test_invoke_asks_for_a_key_but_never_carries_one(
+    api: Api, invoker: FakeInvoker
+) -> None:
+    """The invoker mints a key for the run; the caller's own key never goes on the bus."""
     name = new_name()
     await create(api, name, annotations=[{"key": "provide-api-key", "value": True}])
     reply = await api.call("POST", f"/api/v1/namespaces/_/actions/{name}")
     request = await invoker.received(reply.body["activationId"])
     assert request.action.provide_api_key is True
-    assert request.api_key == f"{api.uuid}:{api.key}"
+    message = invoker.messages[reply.body["activationId"]]
+    assert api.key.encode() not in message.body and "api_key" not in unpack_obj(message.body)
 
 
 @pytest.mark.parametrize(("status_code", "result", "http_status"), [
