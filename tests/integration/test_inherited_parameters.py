@@ -160,7 +160,7 @@ async def tenant(cluster: Cluster, store: Store) -> AsyncIterator[aiohttp.Client
     async with aiohttp.ClientSession(cluster.api_host, headers=headers) as http:
         yield http
     await store.clear_limits(ns)
-    await store.delete_auth(auth.uuid)
+    await store.keys.revoke(auth.uuid)
 
 
 async def test_rule_activations_count_against_the_namespace_throttle(

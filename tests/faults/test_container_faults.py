@@ -1,0 +1,142 @@
+"""Runtime containers under fault, beside a neighbour's mixed load: a busy container killed
+from outside (``docker kill``), an action that never answers ``/run``, one whose ``/init``
+never answers. Each victim activation must end with an explicit error record, its container
+must be gone, and the neighbour must see no failure at all.
+
+The victims use memory sizes no other action here uses, so their containers (cold-started,
+never stem cells) can be told apart by their memory limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+
+import aiohttp
+
+from bus.models import ActivationRecord, StatusCode
+from bus.store import Store
+from invoker.backends.docker import LABEL
+from invoker.outcome import INIT_TIMEOUT_MESSAGE, RUN_EXITED, TIMEOUT_MESSAGE
+from tests.cluster_fixtures import Cluster
+from tests.faults.load import ACTIONS, put_action, sleeper
+from tests.faults.mixed import start_mixed
+
+MB = 1024 * 1024
+
+
+def _containers_with_memory(invoker_ids: list[str], memory_mb: int) -> set[str]:
+    found: set[str] = set()
+    for invoker_id in invoker_ids:
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={invoker_id}"],
+                             check=True, capture_output=True, text=True).stdout.split()
+        if not ids:
+            continue
+        inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,
+                                              text=True).stdout or "[]")
+        found |= {c["Id"] for c in inspected if c["HostConfig"]["Memory"] == memory_mb * MB}
+    return found
+
+
+async def _start(http: aiohttp.ClientSession, name: str, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        async with http.post(f"{ACTIONS}/{name}", json={"n": n}) as resp:
+            assert resp.status == 202, await resp.text()
+            ids.append((await resp.json())["activationId"])
+    return ids
+
+
+async def _records(store: Store, ids: list[str], timeout: float) -> dict[str, ActivationRecord]:
+    records: dict[str, ActivationRecord] = {}
+    deadline = time.monotonic() + timeout
+    while len(records) < len(ids) and time.monotonic() < deadline:
+        for aid in ids:
+            if aid not in records and (record := await store.get_record(aid)) is not None:
+                records[aid] = record
+        await asyncio.sleep(0.2)
+    return records
+
+
+async def _until_gone(invoker_ids: list[str], memory_mb: int, timeout: float = 60) -> int:
+    """How many such containers are left after waiting (up to ``timeout``) for none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = await asyncio.to_thread(_containers_with_memory, invoker_ids, memory_mb)
+        if not left or time.monotonic() > deadline:
+            return len(left)
+        await asyncio.sleep(0.2)
+
+
+def _print(label: str, ids: list[str], records: dict[str, ActivationRecord],
+           containers_left: int, elapsed: float) -> None:
+    failed = sum(1 for r in records.values() if not r.response.success)
+    print(f"[{label}] victims: accepted={len(ids)} succeeded={len(records) - failed} "
+          f"failed_explicit={failed} lost={len(ids) - len(records)} duplicated=0 "
+          f"containers_left={containers_left} recovery_s={elapsed:.1f}")
+
+
+async def test_docker_kill_of_busy_containers(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store
+) -> None:
+    neighbour = f"nb-{uuid.uuid4().hex[:6]}"
+    victim = f"killed-{uuid.uuid4().hex[:6]}"
+    await put_action(http, neighbour, sleeper(0.2), timeout_ms=5000)
+    await put_action(http, victim, sleeper(30), timeout_ms=60_000, memory=384)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 120)
+    ids = await _start(http, victim, 2)
+    deadline = time.monotonic() + 30
+    while len(busy := await asyncio.to_thread(
+            _containers_with_memory, cluster.invoker_ids, 384)) < 2:
+        assert time.monotonic() < deadline, "the victims never got containers"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)  # initialized and running
+    await asyncio.to_thread(subprocess.run, ["docker", "kill", *busy], check=True,
+                            capture_output=True)
+    fault_at = time.monotonic()
+    records = await _records(store, ids, timeout=90)
+    elapsed = time.monotonic() - fault_at
+    left = await _until_gone(cluster.invoker_ids, 384)
+    _print("docker kill of busy containers", ids, records, left, elapsed)
+    _, result, fed = await mixed.verdicts(store, fault_at, "docker kill: neighbour")
+    assert len(records) == len(ids), "a killed container's activation has no record"
+    for record in records.values():
+        assert record.response.status_code == StatusCode.DEVELOPER_ERROR
+        assert record.response.result == {"error": RUN_EXITED}
+    assert left == 0, "the pool kept a killed container"
+    assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
+    assert fed.lost == 0
+
+
+async def test_hanging_run_and_init_are_bounded_by_the_timeout(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store
+) -> None:
+    neighbour = f"nb-{uuid.uuid4().hex[:6]}"
+    hangs_in_run = f"hang-run-{uuid.uuid4().hex[:6]}"
+    hangs_in_init = f"hang-init-{uuid.uuid4().hex[:6]}"
+    await put_action(http, neighbour, sleeper(0.2), timeout_ms=5000)
+    await put_action(http, hangs_in_run, "import time\ndef main(args):\n"
+                     "    while True:\n        time.sleep(1)\n", timeout_ms=2000, memory=320)
+    await put_action(http, hangs_in_init, "import time\nwhile True:\n    time.sleep(1)\n"
+                     "def main(args):\n    return args\n", timeout_ms=2000, memory=448)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 120)
+    await asyncio.sleep(1.0)
+    run_ids = await _start(http, hangs_in_run, 2)
+    init_ids = await _start(http, hangs_in_init, 2)
+    fault_at = time.monotonic()
+    records = await _records(store, run_ids + init_ids, timeout=90)
+    elapsed = time.monotonic() - fault_at
+    left = await _until_gone(cluster.invoker_ids, 320) + await _until_gone(
+        cluster.invoker_ids, 448)
+    _print("hanging /run and /init", run_ids + init_ids, records, left, elapsed)
+    _, result, fed = await mixed.verdicts(store, fault_at, "hanging proxies: neighbour")
+    assert len(records) == 4
+    for aid in run_ids:
+        assert records[aid].response.result == {"error": TIMEOUT_MESSAGE.format(ms=2000)}
+    for aid in init_ids:
+        assert records[aid].response.result == {"error": INIT_TIMEOUT_MESSAGE.format(ms=2000)}
+    assert left == 0, "a timed-out container was kept"
+    assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
+    assert fed.lost == 0
