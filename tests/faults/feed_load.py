@@ -124,6 +124,21 @@ async def feed_verdict(store: Store, amqp_url: str, ns: str, feed: FeedLoad,
         if not lost or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
+    if lost:
+        _show_queues(amqp_url, feed.queue)
     return FeedVerdict(sent=len(sent), handled=len(sent & set(handled)),
                        dead_lettered=len(dead & sent), lost=len(lost),
                        redelivered=sum(c - 1 for c in handled.values()))
+
+
+def _show_queues(amqp_url: str, prefix: str) -> None:
+    """Where unhandled messages are (ready/unacked per queue of the feed), for the log."""
+    import subprocess
+
+    vhost = amqp_url.rsplit("/", 1)[1] or "/"
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_ready",
+         "messages_unacknowledged", "consumers"], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        if line.startswith(prefix):
+            print(f"feed queue: {line}")
