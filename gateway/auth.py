@@ -4,7 +4,6 @@ check for ``/namespaces/{ns}/...`` paths (``_`` or the caller's own namespace)."
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64, bad UTF-8, or bytes that were not ASCII in the header
         raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE) from None
     uuid, sep, key = decoded.partition(":")
     if not sep:

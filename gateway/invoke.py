@@ -21,6 +21,7 @@ from bus.ids import new_activation_id
 from bus.models import ActionDoc, ActivationRecord, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from gateway.auth import identity
+from gateway.bodies import read_json
 from gateway.errors import (
     NOT_FOUND,
     PARAMETERS_NOT_ALLOWED,
@@ -33,7 +34,7 @@ from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
 from gateway.state import BROKER, LIMITS, SETTINGS, STORE, WAITERS
 from gateway.throttles import admit_invocation
-from gateway.validation import bool_param, check_entity_name, parse_json, read_body
+from gateway.validation import bool_param, check_entity_name
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class InvokeRequest:
         blocking = bool_param(request, "blocking")
         result_only = bool_param(request, "result")
         timeout_ms = timeout_param(request)
-        args = parse_json(await read_body(request, request.app[LIMITS].payload_bytes))
+        args = await read_json(request, request.app[LIMITS].payload_bytes)
         return cls(blocking, result_only, timeout_ms, args)
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from bus.events import EntityRef, RuleDoc, RuleLink
 from bus.ids import now_ms
 from gateway.auth import namespace
+from gateway.bodies import read_object
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
@@ -29,7 +30,7 @@ from gateway.rule_docs import (
 )
 from gateway.rule_links import get_trigger, link_rule, unlink_rule
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, check_entity_name, read_object
+from gateway.validation import bool_param, check_entity_name
 
 # Catalog packages of whisk.system are public (their entitlement check comes with packages).
 _PUBLIC_NAMESPACE = "whisk.system"
