@@ -118,8 +118,12 @@ def _charset(request: web.Request, header: str) -> str:
         raise unsupported_media_type(_shown_content_type(header)) from None
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The JSON value of a body that must be JSON; None for an empty body."""
+async def read_json(
+    request: web.Request, max_bytes: int, *, expected: str = "Object expected"
+) -> Any:
+    """The JSON value of a body that must be JSON; None for an empty body. A body that is
+    JSON's ``null`` is not an empty body: it is refused with ``expected`` (what the endpoint
+    wants), as a string or a number would be."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise too_large(declared, max_bytes)
@@ -136,7 +140,10 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     raw = await read_body(request, max_bytes)
     if raw and not is_json:
         raise unsupported_media_type(shown)
-    return parse_json(raw, charset)
+    value = parse_json(raw, charset)
+    if value is None and raw.strip():
+        raise malformed(expected)
+    return value
 
 
 async def read_object(request: web.Request, max_bytes: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
 MAX_BLOCKING_TIMEOUT_MS = 60_000  # controller.activation.max-wait-for-blocking-activation
+ARGUMENTS_EXPECTED = "Object or array expected"
 
 _HTTP_STATUS = {
     StatusCode.SUCCESS: 200,
@@ -88,7 +89,8 @@ class InvokeRequest:
         blocking = bool_param(request, "blocking")
         result_only = bool_param(request, "result")
         timeout_ms = timeout_param(request)
-        args = await read_json(request, request.app[LIMITS].payload_bytes)
+        args = await read_json(request, request.app[LIMITS].payload_bytes,
+                               expected=ARGUMENTS_EXPECTED)
         return cls(blocking, result_only, timeout_ms, args)
 
 
@@ -112,7 +114,7 @@ async def run_invocation(
     caller = identity(request)
     args = invocation.args
     if args is not None and not isinstance(args, dict | list):
-        raise malformed("Object or array expected")
+        raise malformed(ARGUMENTS_EXPECTED)
     try:
         payload = build_payload(doc, args, base=base)
     except ParametersNotAllowed as exc:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bus.requests import SEQUENCE
 from gateway.bodies import MAX_JSON_DEPTH
+from runtimes.kinds import supported_kinds
 
 Schema = dict[str, Any]
 
@@ -129,7 +131,8 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ActionPut": obj(
         exec=obj(
-            ("kind",), kind=STRING, code=STRING, main=STRING, components=array(STRING),
+            ("kind",), kind={"type": "string", "enum": [*supported_kinds(), SEQUENCE]},
+            code=STRING, main=STRING, components=array(STRING),
         ),
         parameters=array(ref("KeyValuePut")), limits=_ACTION_LIMITS_PUT,
         delAnnotations=array(STRING), **_PUT_COMMON,
