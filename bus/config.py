@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     guest_uuid: str = GUEST_UUID
     guest_key: str = GUEST_KEY
     max_blocking_wait_ms: int = 60_000
+    # The longest a client may take to send a request's headers (counted from the connection's
+    # start or its previous request) and, separately, its body: slow senders are cut off.
+    gateway_read_timeout_s: float = 60.0
     # Per-namespace throttles (OpenWhisk's ansible defaults); `ft admin limits set` overrides
     # them for one namespace.
     invocations_per_minute: int = 60

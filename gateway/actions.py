@@ -21,12 +21,13 @@ from gateway.action_docs import (
     updated_doc,
 )
 from gateway.auth import namespace
+from gateway.bodies import read_object
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import NOT_FOUND, ApiError
 from gateway.jsonio import json_response
 from gateway.sequence_docs import actions_parameter, resolve_components
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, check_entity_name, read_object
+from gateway.validation import bool_param, check_entity_name
 
 COLLECTION = "actions"
 

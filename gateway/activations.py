@@ -11,7 +11,7 @@ from gateway.auth import namespace
 from gateway.errors import NOT_FOUND, ApiError
 from gateway.jsonio import json_response
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, is_entity_name, list_window
+from gateway.validation import INT64, bool_param, is_entity_name, java_int, list_window
 
 COLLECTION = "activations"
 _ACTIVATION_ID_LENGTH = 32
@@ -34,10 +34,10 @@ def _epoch_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, f"Parameter is not a valid value for epoch seconds: {raw}") from None
+    value = java_int(raw, INT64)  # OpenWhisk: Instant.ofEpochMilli(raw.toLong)
+    if value is None:
+        raise ApiError(400, f"Parameter is not a valid value for epoch seconds: {raw}")
+    return value
 
 
 async def list_activations(request: web.Request) -> web.Response:

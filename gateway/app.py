@@ -24,6 +24,7 @@ from gateway import (
     feeds,
     invoke,
     invokers,
+    openapi,
     package_actions,
     packages,
     rules,
@@ -110,6 +111,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1", api_info)
     app.router.add_get("/invokers", invokers.list_invokers)
     app.router.add_get("/api/v1/", api_info)  # wsk clients ask with the trailing slash
+    app.router.add_get(openapi.API_DOCS_PATH, openapi.api_docs)
     app.router.add_get("/api/v1/namespaces", list_namespaces)
     app.router.add_get(ns + "/limits", get_limits)
     app.router.add_get(ns + "/actions", actions.list_actions)
@@ -238,8 +240,11 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     runner: web.AppRunner | None = None
     try:
         app = build_app(settings, store, broker)
-        # No access log: formatting a line per request costs as much as serving a GET.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        # No access log: formatting a line per request costs as much as serving a GET. The
+        # keep-alive timer also closes a connection whose request headers have not all
+        # arrived that long after it opened or its last request: slowloris is cut off.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0,
+                               keepalive_timeout=settings.gateway_read_timeout_s)
         await runner.setup()
         site = web.TCPSite(
             runner, settings.gateway_host, settings.gateway_port, backlog=1024,

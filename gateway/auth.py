@@ -8,7 +8,6 @@ and one HMAC; a failure is counted and, past its limit, refused with 429
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -64,7 +63,7 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64, bad UTF-8, or bytes that were not ASCII in the header
         raise ApiError(401, AUTH_INVALID, WWW_AUTHENTICATE) from None
     uuid, sep, key = decoded.partition(":")
     if not sep:

@@ -20,6 +20,7 @@ from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord, ActivationResponse, KeyValue, StatusCode
 from bus.store import Store
 from gateway.auth import identity
+from gateway.bodies import read_json
 from gateway.errors import UNAVAILABLE, ApiError, malformed
 from gateway.feed_params import FEED_ACTIONS, FeedError, build_feed
 from gateway.invoke import ACTIVATION_ID_HEADER, answer, timeout_param
@@ -27,7 +28,7 @@ from gateway.jsonio import json_response
 from gateway.package_actions import invoke_in_package
 from gateway.state import BROKER, LIMITS, STORE
 from gateway.trigger_docs import TRIGGERS
-from gateway.validation import bool_param, is_entity_name, parse_json, read_body
+from gateway.validation import bool_param, is_entity_name
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ async def invoke_feed(request: web.Request) -> web.Response:
     blocking = bool_param(request, "blocking")
     result_only = bool_param(request, "result")
     timeout_param(request)  # validated like any invoke; the work is done well within it
-    args = parse_json(await read_body(request, app[LIMITS].payload_bytes))
+    args = await read_json(request, app[LIMITS].payload_bytes)
     if args is not None and not isinstance(args, dict):
         raise malformed("Object expected")
 

@@ -26,6 +26,7 @@ from bus.ids import new_activation_id
 from bus.models import ActionDoc, ActivationRecord, ActivationRequest, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from gateway.auth import identity
+from gateway.bodies import read_json
 from gateway.direct import Miss
 from gateway.errors import (
     NOT_FOUND,
@@ -39,7 +40,7 @@ from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
 from gateway.state import BROKER, DIRECT, LIMITS, SETTINGS, STORE, WAITERS
 from gateway.throttles import admit_invocation
-from gateway.validation import bool_param, check_entity_name, parse_json, read_body
+from gateway.validation import bool_param, check_entity_name
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_BLOCKING_TIMEOUT_MS = 60_000  # controller.activation.max-wait-for-blocking-activation
+ARGUMENTS_EXPECTED = "Object or array expected"
 
 _HTTP_STATUS = {
     StatusCode.SUCCESS: 200,
@@ -95,7 +97,8 @@ class InvokeRequest:
         blocking = bool_param(request, "blocking")
         result_only = bool_param(request, "result")
         timeout_ms = timeout_param(request)
-        args = parse_json(await read_body(request, request.app[LIMITS].payload_bytes))
+        args = await read_json(request, request.app[LIMITS].payload_bytes,
+                               expected=ARGUMENTS_EXPECTED)
         return cls(blocking, result_only, timeout_ms, args)
 
 
@@ -120,7 +123,7 @@ async def run_invocation(
     caller = identity(request)
     args = invocation.args
     if args is not None and not isinstance(args, dict | list):
-        raise malformed("Object or array expected")
+        raise malformed(ARGUMENTS_EXPECTED)
     try:
         payload = build_payload(doc, args, base=base)
     except ParametersNotAllowed as exc:

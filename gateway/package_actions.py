@@ -20,6 +20,7 @@ from gateway.action_docs import (
 )
 from gateway.actions import code_of, write_action
 from gateway.auth import namespace, path_namespace, reads_other_namespaces
+from gateway.bodies import read_object
 from gateway.errors import (
     NOT_FOUND,
     ApiError,
@@ -29,12 +30,7 @@ from gateway.jsonio import json_response
 from gateway.package_access import ResolvedPackage, get_package, resolve_for_read
 from gateway.package_docs import NOT_ALLOWED_ON_BINDING
 from gateway.state import LIMITS, STORE
-from gateway.validation import (
-    bool_param,
-    check_entity_name,
-    list_window,
-    read_object,
-)
+from gateway.validation import bool_param, check_entity_name, list_window
 
 ACTIONS = "actions"
 

@@ -10,6 +10,7 @@ from bus.models import ActionDoc, PackageBinding, PackageDoc
 from bus.resolution import PACKAGES
 from bus.store import Store
 from gateway.auth import namespace, path_namespace, reads_other_namespaces
+from gateway.bodies import read_object
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
@@ -34,7 +35,7 @@ from gateway.package_docs import (
     updated_package,
 )
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, check_entity_name, list_window, read_object
+from gateway.validation import bool_param, check_entity_name, list_window
 
 ACTIONS = "actions"
 _EVERYTHING = 1_000_000  # a package's contents are listed whole (OpenWhisk's limit=0 view)

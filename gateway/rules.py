@@ -13,6 +13,7 @@ from bus.events import EntityRef, RuleDoc, RuleLink
 from bus.ids import now_ms
 from bus.resolution import ResolutionError, Unresolved, resolve_action
 from gateway.auth import namespace
+from gateway.bodies import read_object
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
@@ -30,7 +31,7 @@ from gateway.rule_docs import (
 )
 from gateway.rule_links import get_trigger, link_rule, unlink_rule
 from gateway.state import LIMITS, STORE
-from gateway.validation import bool_param, check_entity_name, read_object
+from gateway.validation import bool_param, check_entity_name
 
 
 async def _check_references(

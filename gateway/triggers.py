@@ -17,6 +17,7 @@ from bus.broker import EVENTS
 from bus.events import TriggerDoc, TriggerFire
 from bus.ids import new_activation_id, now_ms
 from gateway.auth import identity, namespace
+from gateway.bodies import read_json, read_object
 from gateway.entities import list_response, refuse_overwrite, store_document
 from gateway.errors import NOT_FOUND, UNAVAILABLE, ApiError, malformed
 from gateway.feeds import publish_feed_change
@@ -33,7 +34,7 @@ from gateway.trigger_docs import (
     trigger_summary,
     updated_trigger,
 )
-from gateway.validation import bool_param, check_entity_name, parse_json, read_body, read_object
+from gateway.validation import bool_param, check_entity_name, request_headers
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ async def fire_trigger(request: web.Request) -> web.Response:
     app = request.app
     caller = identity(request)
     name = check_entity_name(request.match_info["name"])
-    payload = parse_json(await read_body(request, app[LIMITS].payload_bytes))
+    payload = await read_json(request, app[LIMITS].payload_bytes)
     if payload is not None and not isinstance(payload, dict):
         raise malformed("Object expected")
 
@@ -114,7 +115,7 @@ async def fire_trigger(request: web.Request) -> web.Response:
         subject=caller.namespace,
         payload=payload or {},
         # Forwarded to actions as __ow_headers; the caller's credentials never are.
-        headers={k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"},
+        headers=request_headers(request, drop=frozenset({"authorization"})),
         fired_at=now_ms(),
     )
     try:

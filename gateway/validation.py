@@ -1,5 +1,6 @@
-"""Request validation shared by every collection: names, list windows, query flags, bodies
-and their sizes. Messages are OpenWhisk's (``ctl/RestAPIs.scala``, ``ent/EntityPath.scala``)."""
+"""Request validation shared by every collection: names, list windows, query flags, value
+sizes (bodies are read by ``gateway.bodies``). Messages are OpenWhisk's
+(``ctl/RestAPIs.scala``, ``ent/EntityPath.scala``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import ApiError, malformed, too_large
+from gateway.errors import ApiError
 
 MB = 1024 * 1024
 
@@ -65,14 +66,31 @@ def bool_param(request: web.Request, name: str, default: bool = False) -> bool:
     )
 
 
+# Java's Integer/Long parsing, as OpenWhisk's list windows and epoch times use it: an optional
+# sign and digits, nothing else (Python's int() would also take spaces, "_" and non-ASCII
+# digits), within 32 or 64 bits.
+_JAVA_INTEGER = re.compile(r"[+-]?[0-9]+")
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def java_int(raw: str, bounds: tuple[int, int]) -> int | None:
+    """``raw`` as Java would parse it into an int (``INT32``) or a long (``INT64``); None if
+    it would not."""
+    if not _JAVA_INTEGER.fullmatch(raw) or len(raw) > 20:
+        return None
+    value = int(raw)
+    return value if bounds[0] <= value <= bounds[1] else None
+
+
 def _int_param(request: web.Request, name: str, collection: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, f"The value '{raw}' is not an integer for {collection}.") from None
+    value = java_int(raw, INT32)
+    if value is None:
+        raise ApiError(400, f"The value '{raw}' is not an integer for {collection}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,40 +120,23 @@ def list_window(request: web.Request, collection: str, limits: GatewayLimits) ->
     return ListWindow(limit=limit, skip=skip, count=bool_param(request, "count"))
 
 
-# -- bodies ---------------------------------------------------------------------------------
-
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 from its Content-Length before reading when possible."""
-    declared = request.content_length
-    if declared is not None and declared > max_bytes:
-        raise too_large(declared, max_bytes)
-    raw = await request.read()
-    if len(raw) > max_bytes:
-        raise too_large(len(raw), max_bytes)
-    return raw
+# -- values ---------------------------------------------------------------------------------
 
 
-def parse_json(raw: bytes) -> Any:
-    """The JSON value of a body; None for an empty one. Bad JSON is a 400.
-
-    Parsed on the loop even when large: the json module holds the GIL throughout, so a
-    thread would not let other requests run (48 MB of code stalls the loop ~0.1 s)."""
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise malformed(str(exc)) from exc
+def header_text(value: str) -> str:
+    """A header value fit to forward (msgpack, JSON): aiohttp keeps bytes that are not UTF-8
+    as lone surrogates, which no encoder takes; they become U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-async def read_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """A body that must be a JSON object; an empty body counts as ``{}``."""
-    value = parse_json(await read_body(request, max_bytes))
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise malformed("Object expected")
-    return value
+def request_headers(request: web.Request, *, drop: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The request's headers by lower-cased name (the first of repeated ones), for actions."""
+    out: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = header_text(name.lower())
+        if key not in drop:
+            out.setdefault(key, header_text(value))
+    return out
 
 
 def json_size(value: Any) -> int:

@@ -10,7 +10,6 @@ activation is blocking internally, and its result is rendered per extension
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +20,7 @@ from bus.models import ActionDoc, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, truthy
 from bus.resolution import get_package, inherited_parameters
 from gateway.auth import Identity
+from gateway.bodies import parse_json, read_body
 from gateway.errors import (
     AUTH_MISSING,
     NOT_FOUND,
@@ -31,7 +31,7 @@ from gateway.errors import (
 )
 from gateway.invoke import ACTIVATION_ID_HEADER, activate
 from gateway.state import AUTHENTICATOR, LIMITS, SETTINGS, STORE
-from gateway.validation import is_entity_name, read_body
+from gateway.validation import is_entity_name, request_headers
 from gateway.web_responses import (
     DEFAULT_EXTENSION,
     EXTENSIONS,
@@ -130,10 +130,8 @@ def _structured_body(raw: bytes, content_type: str) -> dict[str, Any] | None:
     """The body's fields when it is a JSON object or a form; None when it is opaque."""
     mtype = media_type(content_type)
     if mtype == "application/json":
-        try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "The request content was malformed:\ninvalid JSON") from None
+        # Checked as every JSON body is (depth, numbers, surrogates): it goes on to msgpack.
+        value = parse_json(raw)
         return value if isinstance(value, dict) else None
     if mtype == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode(errors="replace"), keep_blank_values=True))
@@ -146,7 +144,7 @@ def build_arguments(
     content_type = request.headers.get("Content-Type", "")
     context: dict[str, Any] = {
         "__ow_method": request.method.lower(),
-        "__ow_headers": {k.lower(): v for k, v in reversed(request.headers.items())},
+        "__ow_headers": request_headers(request),
         "__ow_path": rest,
     }
     if caller is not None:

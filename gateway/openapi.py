@@ -1,0 +1,261 @@
+"""The OpenAPI 3 document of the whole API, served at ``/api/v1/api-docs`` (the path the API
+root advertises in ``swagger_paths``), built from ``OPERATIONS``: one entry per route, with its
+parameters, request body and answers, every error answer being OpenWhisk's error JSON.
+
+``tests/hostile_input/test_openapi.py`` compares ``OPERATIONS`` with the application's router
+both ways, so a route cannot be added without being described here, nor described without
+existing. (HEAD is left out: aiohttp answers it for every GET, as GET without the body.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from gateway.jsonio import json_response
+from gateway.openapi_schemas import (
+    ACTIVATION_ID_PATTERN,
+    ANY,
+    ENTITY_NAME_PATTERN,
+    SCHEMAS,
+    Schema,
+    count_of,
+    list_or_count,
+    ref,
+)
+
+API_DOCS_PATH = "/api/v1/api-docs"
+ANY_BODY = "*"  # an answer whose body is any JSON (an action's result)
+NO_BODY = ""  # an answer without a body
+
+_NAME: Schema = {"type": "string", "pattern": ENTITY_NAME_PATTERN, "maxLength": 256}
+PATH_PARAMETERS: dict[str, Schema] = {
+    "ns": _NAME, "name": _NAME, "pkg": _NAME, "package": _NAME,
+    "activation_id": {"type": "string", "pattern": ACTIVATION_ID_PATTERN},
+    "tail": {"type": "string", "description": "action[.ext][/path] of a web action"},
+}
+_FLAG: Schema = {"type": "boolean"}
+QUERY_PARAMETERS: dict[str, Schema] = {
+    "limit": {"type": "integer", "minimum": 0, "maximum": 200},
+    "skip": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "count": _FLAG, "docs": _FLAG, "overwrite": _FLAG, "code": _FLAG, "blocking": _FLAG,
+    "result": _FLAG, "force": _FLAG,
+    "public": {"type": "string", "description": "Ignored, as by OpenWhisk (wsk sends it)."},
+    "name": {"type": "string", "description": "action or package/action"},
+    "since": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "upto": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "timeout": {"type": "integer", "minimum": 1, "maximum": 60_000},
+}
+_LIST = ("limit", "skip", "count")
+
+# Error answers every authenticated operation may give, and those of reading a body.
+_AUTHENTICATED_ERRORS = (400, 401, 403, 404)
+_BODY_ERRORS = (400, 408, 413, 415)
+_ACTIVATE_ERRORS = (*_BODY_ERRORS, 429, 503)
+
+_STATUS_TEXT = {
+    200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad request",
+    401: "Missing or invalid credentials", 403: "Not entitled to the namespace or package",
+    404: "No such resource", 408: "The body did not arrive in time", 409: "Conflict",
+    413: "Body larger than allowed", 415: "The body is not application/json",
+    429: "Throttled", 500: "The action failed inside the platform (whisk internal error)",
+    502: "The action failed (application or developer error)",
+    503: "No broker to accept the request",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route: its method and aiohttp path, and what it takes and answers."""
+
+    method: str
+    path: str
+    summary: str
+    answers: dict[int, str]  # success status -> schema name, ANY_BODY or NO_BODY
+    query: tuple[str, ...] = ()
+    body: str | None = None  # schema name of a JSON request body
+    errors: tuple[int, ...] = _AUTHENTICATED_ERRORS
+    authenticated: bool = True
+
+
+_NS = "/api/v1/namespaces/{ns}"
+_ACTION = _NS + "/actions/{name}"
+_PACKAGED = _NS + "/actions/{pkg}/{name}"
+_ACTIVATION = _NS + "/activations/{activation_id}"
+_TRIGGER = _NS + "/triggers/{name}"
+_RULE = _NS + "/rules/{name}"
+_PACKAGE = _NS + "/packages/{name}"
+_INVOKE_ANSWERS = {200: ANY_BODY, 202: "ActivationId", 500: ANY_BODY, 502: ANY_BODY}
+_INVOKE_QUERY = ("blocking", "result", "timeout")
+_PUT_ERRORS = (*_AUTHENTICATED_ERRORS, *_BODY_ERRORS, 409)
+
+
+def _entity_crud(path: str, noun: str, schema: str, put_schema: str) -> list[Operation]:
+    return [
+        Operation("PUT", path, f"Create or update a {noun}", {200: schema}, ("overwrite",),
+                  put_schema, _PUT_ERRORS),
+        Operation("GET", path, f"Get a {noun}", {200: schema}),
+        Operation("DELETE", path, f"Delete a {noun}", {200: schema}),
+    ]
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/", "Platform information and limits", {200: "RootInfo"},
+              errors=(), authenticated=False),
+    Operation("GET", "/api/v1", "API information", {200: "ApiInfo"}, errors=(),
+              authenticated=False),
+    Operation("GET", "/api/v1/", "API information", {200: "ApiInfo"}, errors=(),
+              authenticated=False),
+    Operation("GET", API_DOCS_PATH, "This document", {200: ANY_BODY}, errors=(),
+              authenticated=False),
+    Operation("GET", "/invokers", "Invoker health", {200: "Invokers"}, errors=(),
+              authenticated=False),
+    Operation("GET", "/api/v1/namespaces", "The caller's namespace",
+              {200: "NamespaceList"}, errors=(401,)),
+    Operation("GET", _NS + "/limits", "The namespace's limits", {200: "NamespaceLimits"}),
+    # actions
+    Operation("GET", _NS + "/actions", "List actions", {200: "ActionList"}, _LIST),
+    *_entity_crud(_ACTION, "action", "Action", "ActionPut"),
+    Operation("POST", _ACTION, "Invoke an action", _INVOKE_ANSWERS, _INVOKE_QUERY,
+              "InvokeArguments", (*_AUTHENTICATED_ERRORS, *_ACTIVATE_ERRORS)),
+    Operation("GET", _NS + "/actions/{pkg}/", "List the actions of a package",
+              {200: "ActionList"}, _LIST),
+    *_entity_crud(_PACKAGED, "packaged action", "Action", "ActionPut"),
+    Operation("POST", _PACKAGED, "Invoke an action of a package", _INVOKE_ANSWERS,
+              _INVOKE_QUERY, "InvokeArguments", (*_AUTHENTICATED_ERRORS, *_ACTIVATE_ERRORS)),
+    Operation("POST", "/api/v1/namespaces/whisk.system/actions/{package}/{name}",
+              "Invoke a catalog action of whisk.system (the built-in feeds included)",
+              _INVOKE_ANSWERS, _INVOKE_QUERY, "InvokeArguments",
+              (*_AUTHENTICATED_ERRORS, *_ACTIVATE_ERRORS)),
+    # activations
+    Operation("GET", _NS + "/activations", "List activations", {200: "ActivationList"},
+              (*_LIST, "docs", "name", "since", "upto")),
+    Operation("GET", _ACTIVATION, "Get an activation", {200: "Activation"}),
+    Operation("GET", _ACTIVATION + "/result", "An activation's result",
+              {200: "ActivationResult"}),
+    Operation("GET", _ACTIVATION + "/logs", "An activation's logs", {200: "ActivationLogs"}),
+    # triggers
+    Operation("GET", _NS + "/triggers", "List triggers", {200: "TriggerList"}, _LIST),
+    *_entity_crud(_TRIGGER, "trigger", "Trigger", "TriggerPut"),
+    Operation("POST", _TRIGGER, "Fire a trigger", {202: "ActivationId", 204: NO_BODY},
+              body="FirePayload", errors=(*_AUTHENTICATED_ERRORS, *_ACTIVATE_ERRORS)),
+    # rules
+    Operation("GET", _NS + "/rules", "List rules", {200: "RuleList"}, _LIST),
+    *_entity_crud(_RULE, "rule", "Rule", "RulePut"),
+    Operation("POST", _RULE, "Enable or disable a rule", {200: NO_BODY}, body="RuleState",
+              errors=(*_AUTHENTICATED_ERRORS, *_BODY_ERRORS)),
+    # packages
+    Operation("GET", _NS + "/packages", "List packages", {200: "PackageList"},
+              (*_LIST, "public")),
+    Operation("PUT", _PACKAGE, "Create or update a package or binding", {200: "Package"},
+              ("overwrite",), "PackagePut", _PUT_ERRORS),
+    Operation("GET", _PACKAGE, "Get a package with its actions and feeds",
+              {200: "PackageWithContents"}),
+    Operation("DELETE", _PACKAGE, "Delete a package", {200: "Package"}, ("force",),
+              errors=(*_AUTHENTICATED_ERRORS, 409)),
+)
+
+# Web actions answer whatever the action makes them answer; authentication is optional.
+WEB_PATH = "/api/v1/web/{ns}/{pkg}/{tail}"
+WEB_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _lists() -> dict[str, Schema]:
+    return {
+        "NamespaceList": {"type": "array", "items": {"type": "string"}},
+        "ActionList": list_or_count("ActionSummary", "actions"),
+        # Summaries, or whole records with ?docs=true (a record also has a summary's fields).
+        "ActivationList": {"oneOf": [
+            {"type": "array", "items": {"anyOf": [ref("ActivationSummary"),
+                                                   ref("Activation")]}},
+            count_of("activations"),
+        ]},
+        "TriggerList": list_or_count("TriggerSummary", "triggers"),
+        "RuleList": list_or_count("RuleSummary", "rules"),
+        "PackageList": list_or_count("PackageSummary", "packages"),
+    }
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name, schema in PATH_PARAMETERS.items():
+        if "{" + name + "}" in op.path:
+            out.append({"name": name, "in": "path", "required": True, "schema": schema})
+    out.extend({"name": name, "in": "query", "required": False,
+                "schema": QUERY_PARAMETERS[name]} for name in op.query)
+    return out
+
+
+def _content(schema: str) -> dict[str, Any]:
+    body = ANY if schema == ANY_BODY else ref(schema)
+    return {"application/json": {"schema": body}}
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, schema in op.answers.items():
+        answer: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+        if schema != NO_BODY:
+            answer["content"] = _content(schema)
+        out[str(status)] = answer
+    for status in sorted(set(op.errors)):
+        if str(status) not in out:
+            out[str(status)] = {"description": _STATUS_TEXT[status],
+                                "content": _content("ErrorResponse")}
+    return out
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": f"{op.method.lower()} {op.path}",
+        "parameters": _parameters(op),
+        "responses": _responses(op),
+    }
+    if op.body is not None:
+        out["requestBody"] = {"required": False, "content": _content(op.body)}
+    if not op.authenticated:
+        out["security"] = []
+    return out
+
+
+def _web_operation(method: str) -> dict[str, Any]:
+    return {
+        "summary": "Call a web action (its answer is the action's)",
+        "operationId": f"{method.lower()} {WEB_PATH}",
+        "parameters": [{"name": n, "in": "path", "required": True,
+                        "schema": PATH_PARAMETERS[n]} for n in ("ns", "pkg", "tail")],
+        "security": [{}, {"basic": []}],
+        "responses": {"default": {"description": "What the action answered, or an error"}},
+    }
+
+
+@cache
+def build_document() -> dict[str, Any]:
+    """The OpenAPI 3.0 document (built once; it only changes with the code)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    paths[WEB_PATH] = {method.lower(): _web_operation(method) for method in WEB_METHODS}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Funtainer (OpenWhisk REST API)",
+            "version": "1.0.0",
+            "description": "Apache OpenWhisk's REST API as Funtainer serves it. Every error "
+                           "answer is {\"error\": message, \"code\": transaction id}.",
+        },
+        "security": [{"basic": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": {**SCHEMAS, **_lists()},
+        },
+    }
+
+
+async def api_docs(request: web.Request) -> web.Response:
+    return json_response(build_document())
