@@ -186,6 +186,8 @@ async def _on_shutdown(app: web.Application) -> None:
     # Blocking requests answer 202 now rather than holding the shutdown for up to 60 s; their
     # activations go on and can be fetched by id.
     app[WAITERS].release_all()
+    if DIRECT in app:
+        app[DIRECT].release_all()
 
 
 async def _on_cleanup(app: web.Application) -> None:

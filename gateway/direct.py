@@ -39,6 +39,10 @@ STALE_BEATS = 3  # an invoker silent for this many heartbeat intervals gets noth
 CONNECT_BACKOFF_S = 5.0  # after a failed connect, the invoker's socket is left alone this long
 
 
+class Released(Exception):
+    """The gateway is shutting down and stopped waiting."""
+
+
 class Miss(enum.Enum):
     """Why the direct path gave no record."""
 
@@ -98,6 +102,13 @@ class _Link:
         finally:
             self.close()
 
+    def release(self) -> None:
+        """Stop waiting for the answers in flight (shutdown): they count as not answered."""
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(Released())
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -129,10 +140,18 @@ class DirectPath:
         self._last_ran: OrderedDict[str, str] = OrderedDict()  # action key -> invoker id
         self._links: dict[str, _Link] = {}
         self._queue: AbstractQueue | None = None
+        self._released = False
 
     async def start(self) -> None:
         self._queue = await self.broker.consume(None, self._on_heartbeat, prefetch=256,
                                                 bind_to=HEALTH)
+
+    def release_all(self) -> None:
+        """Shutdown: answers still awaited are given up (their activations are then published
+        held by their invokers, and their callers get 202), and nothing more goes direct."""
+        self._released = True
+        for link in self._links.values():
+            link.release()
 
     async def close(self) -> None:
         if self._queue is not None:
@@ -191,9 +210,11 @@ class DirectPath:
             if link is not None:
                 link.close()
             link = self._links[invoker_id] = _Link(invoker.socket)
+        if self._released:
+            return Miss.DECLINED
         try:
             answer = await link.call(request, timeout_s)
-        except TimeoutError:
+        except (TimeoutError, Released):
             return Miss.PENDING
         except ConnectionError as exc:
             log.info("direct path to %s: %s", invoker_id, exc)

@@ -12,9 +12,18 @@ class Waiters(ReplyWaiters):
     def __init__(self, broker: Broker, gateway_id: str, *, prefetch: int = 256) -> None:
         super().__init__(broker, gateway_id, prefetch=prefetch)
         self.gateway_id = gateway_id
+        self.released = False
+
+    def register(self, activation_id: str) -> ReplyFuture:
+        future = super().register(activation_id)
+        if self.released:  # shutting down: whoever registers now is answered at once
+            future.set_result(None)
+        return future
 
     def release_all(self) -> None:
-        """Answer every waiting request now (with 202) instead of holding shutdown."""
+        """Answer every waiting request now (with 202) instead of holding shutdown, and every
+        later one too."""
+        self.released = True
         for future in self._pending.values():
             if not future.done():
                 future.set_result(None)

@@ -23,7 +23,8 @@ DENIED = frozenset({403, 404})
 # application error (502), the same text whether the trigger exists or not.
 FEED_REFUSED = frozenset({502})
 READ_METHODS = frozenset({"GET", "POST"})  # GET a public package's entity, or invoke its action
-GLOBAL_ROUTES = ("/", "/api/v1", "/api/v1/", "/invokers", "/api/v1/namespaces")
+GLOBAL_ROUTES = ("/", "/api/v1", "/api/v1/", "/api/v1/api-docs", "/invokers",
+                 "/api/v1/namespaces")
 
 
 @dataclass
