@@ -1,0 +1,139 @@
+"""Measurements through the platform's front door (HTTP → gateway → bus → invoker → container):
+warm blocking latency, async throughput until every record exists, first invokes that land on
+a stem cell or start cold, and many distinct actions against one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from bench.cluster import NS, BenchCluster
+from bench.stats import ms_since, summary, timed_loop
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+async def warm_sequential(bc: BenchCluster, n: int) -> dict[str, float]:
+    name = f"warm-{_tag()}"
+    await bc.create_action(name)
+    return summary(await timed_loop(lambda: bc.invoke_blocking(name), n, warm_up=20))
+
+
+async def warm_concurrent(bc: BenchCluster, total: int, workers: int) -> dict[str, Any]:
+    """``workers`` callers each invoking one after the other; latency per call and calls/s."""
+    name = f"conc-{_tag()}"
+    await bc.create_action(name)
+    for _ in range(3):  # as many warm containers as callers before measuring
+        await asyncio.gather(*(bc.invoke_blocking(name) for _ in range(workers)))
+    samples: list[float] = []
+    remaining = total
+
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await bc.invoke_blocking(name)
+            samples.append(ms_since(started))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(workers)))
+    elapsed = time.perf_counter() - started
+    return {**summary(samples), "per_s": round(len(samples) / elapsed, 1)}
+
+
+async def _records_in(bc: BenchCluster, names: list[str], expected: int, since_ms: int,
+                      timeout_s: float) -> int:
+    """Poll the per-action record indexes (cheap ZCOUNTs) until ``expected`` records exist."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = await asyncio.gather(*(bc.store.count_records(NS, name=n, since=since_ms)
+                                        for n in names))
+        if sum(counts) >= expected or time.monotonic() > deadline:
+            return sum(counts)
+        await asyncio.sleep(0.02)
+
+
+async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int,
+                      timeout_s: float) -> dict[str, Any]:
+    """``n`` non-blocking invokes spread round-robin over ``names``, ``in_flight`` requests at
+    a time, timed from the first request until the last record is written (its end time)."""
+    since_ms = int(time.time() * 1000)
+    started = time.perf_counter()
+    refused = 0
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(i: int) -> None:
+        nonlocal refused
+        async with gate:
+            if await bc.invoke_async(names[i % len(names)]) is None:
+                refused += 1
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    accepted_s = time.perf_counter() - started
+    found = await _records_in(bc, names, n - refused, since_ms, timeout_s)
+    records = []
+    for name in names:
+        records += await bc.store.list_records(NS, name=name, since=since_ms, limit=n)
+    last_end = max((r.end for r in records), default=int(time.time() * 1000))
+    elapsed_s = max(0.001, (last_end - since_ms) / 1000)
+    failed = sum(1 for r in records if not r.response.success)
+    starts: dict[str, int] = {}
+    for r in records:
+        starts[r.container_start or "?"] = starts.get(r.container_start or "?", 0) + 1
+    return {"invokes": n, "actions": len(names), "in_flight": in_flight,
+            "accept_s": round(accepted_s, 3), "elapsed_s": round(elapsed_s, 3),
+            "per_s": round((found - failed) / elapsed_s, 1),
+            "errors": refused + failed + (n - refused - found),
+            "refused": refused, "failed": failed, "missing": n - refused - found,
+            "starts": starts}
+
+
+async def async_throughput(bc: BenchCluster, n: int, in_flight: int,
+                           timeout_s: float) -> dict[str, Any]:
+    """One no-op action, warmed by a burst of the same shape first."""
+    name = f"async-{_tag()}"
+    await bc.create_action(name)
+    await async_burst(bc, [name], max(4 * in_flight, n // 10), in_flight, timeout_s)
+    return await async_burst(bc, [name], n, in_flight, timeout_s)
+
+
+async def many_actions(bc: BenchCluster, actions: int, n: int, in_flight: int,
+                       timeout_s: float, memory: int = 128) -> dict[str, Any]:
+    """Throughput over ``actions`` distinct actions; each is invoked once first (its cold
+    start, timed as the warm-up), so with room in the pool the burst finds them warm."""
+    tag = _tag()
+    names = [f"many{actions}-{tag}-{i}" for i in range(actions)]
+    for name in names:
+        await bc.create_action(name, memory=memory)
+    started = time.perf_counter()
+    warm_up = await async_burst(bc, names, max(actions, 2 * in_flight), in_flight, timeout_s)
+    warm_up_s = time.perf_counter() - started
+    burst = await async_burst(bc, names, n, in_flight, timeout_s)
+    return {**burst, "warm_up_s": round(warm_up_s, 1), "warm_up_errors": warm_up["errors"]}
+
+
+async def first_invokes(bc: BenchCluster, n: int, memory: int,
+                        stem_cells: int) -> dict[str, Any]:
+    """First blocking invoke of ``n`` fresh actions, one at a time. Between them the invoker
+    gets its ``stem_cells`` back, so each lands on one (or, with none configured, starts
+    cold). The records say which start each got."""
+    wall, init, starts = [], [], {}
+    for _ in range(n):
+        if stem_cells:
+            await bc.wait_for_stem_cells(stem_cells)
+        name = f"first-{_tag()}"
+        await bc.create_action(name, memory=memory)
+        started = time.perf_counter()
+        body = await bc.invoke_blocking(name)
+        wall.append(ms_since(started))
+        init.append(next((a["value"] for a in body.get("annotations", [])
+                          if a["key"] == "initTime"), 0))
+        record = await bc.store.get_record(body["activationId"])
+        kind = (record.container_start if record else None) or "?"
+        starts[kind] = starts.get(kind, 0) + 1
+    return {**summary(wall), "init_p50_ms": summary(init)["p50_ms"], "starts": starts}
