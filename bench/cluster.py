@@ -18,9 +18,10 @@ from typing import Any
 import aiohttp
 
 from bus.broker import Broker
-from bus.config import GUEST_KEY, GUEST_UUID
+from bus.config import GUEST_KEY, GUEST_UUID, Settings
 from bus.store import Store
 from cli.cluster import ClusterError, LocalCluster, free_port, settings_env
+from invoker.backends.docker import DockerBackend
 from tests.cluster_fixtures import wait_for_stem_cells
 from tests.conftest import claimed_redis_db, fresh_vhost
 
@@ -124,5 +125,11 @@ async def running_cluster(
                 await store.close()
             if broker is not None:
                 await broker.close()
-            await asyncio.to_thread(processes.stop)
+            # An invoker removes its containers as it stops; a hundred of them on a busy
+            # machine take a while, so it gets time for that.
+            await asyncio.to_thread(processes.stop, 180)
+            # Whatever an invoker killed on the way out left behind (containers under its
+            # id, tmpfs mounts under work_dir) goes too: only ever our own.
+            await DockerBackend(Settings(invoker_id=processes.invoker_ids[0],
+                                         work_dir=work_dir)).close()
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -57,6 +57,13 @@ def _rate(name: str, found: Any, reference: float | None = None,
                "" if errors is None else f"errors {errors}")
 
 
+def _breakdown(found: Any) -> str:
+    if not isinstance(found, dict) or "wait_mean_ms" not in found:
+        return ""
+    return (f"means: total {found['mean_ms']:.2f}, bus wait {found['wait_mean_ms']:.2f}, "
+            f"run {found['run_mean_ms']:.2f} ms")
+
+
 def _why_missing(found: Any) -> str:
     if isinstance(found, dict):
         return str(found.get("skipped") or found.get("error") or "not measured")[:60]
@@ -86,7 +93,8 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
         _rate("Celery live no-op -P prefork -c 2", c.get("live no-op tasks -P prefork -c 2"),
               860, "~860 /s"),
         _latency("warm blocking invoke, sequential", p.get("warm blocking, sequential"),
-                 celery_get, "Celery, this run" if celery_get else ""),
+                 celery_get, "Celery, this run" if celery_get else "",
+                 _breakdown(p.get("warm blocking, sequential"))),
         _latency("warm blocking invoke, 16 callers", p.get("warm blocking, concurrent")),
         _rate("  calls/s at 16 callers", p.get("warm blocking, concurrent")),
         _rate("async invokes until records", p.get("async throughput"), celery_rate,

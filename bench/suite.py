@@ -99,7 +99,7 @@ class Suite:
             # Before the callers fill the pool: with warm containers around, a new action
             # would still find its stem cell, but let the pool be as a fresh one is.
             await measure("platform", "stem-cell start", through_gateway.first_invokes(
-                bc, s.first_invokes, 256, stem_cells=len(STEM_CELLS) * 2))
+                bc, s.first_invokes, 256, stem_cells=sum(int(c["count"]) for c in STEM_CELLS)))
             await measure("platform", "warm blocking, concurrent",
                           through_gateway.warm_concurrent(bc, s.concurrent, s.callers))
             sampler = PeakSampler(bc)

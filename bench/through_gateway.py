@@ -10,17 +10,35 @@ import uuid
 from typing import Any
 
 from bench.cluster import NS, BenchCluster
-from bench.stats import ms_since, summary, timed_loop
+from bench.stats import ms_since, summary
 
 
 def _tag() -> str:
     return uuid.uuid4().hex[:6]
 
 
-async def warm_sequential(bc: BenchCluster, n: int) -> dict[str, float]:
+def _annotation(body: dict[str, Any], key: str) -> Any:
+    return next((a["value"] for a in body.get("annotations", []) if a["key"] == key), None)
+
+
+async def warm_sequential(bc: BenchCluster, n: int) -> dict[str, Any]:
+    """Latency of one caller, and where it goes, from each record (whole ms): ``wait`` from
+    the gateway's confirmed publish until the invoker starts the activation (two bus hops and
+    placement), ``run`` the invoker's start to end (the container's /run); the rest is HTTP,
+    the gateway, the record write and the reply hop."""
     name = f"warm-{_tag()}"
     await bc.create_action(name)
-    return summary(await timed_loop(lambda: bc.invoke_blocking(name), n, warm_up=20))
+    for _ in range(20):
+        await bc.invoke_blocking(name)
+    wall, wait, run = [], [], []
+    for _ in range(n):
+        started = time.perf_counter()
+        body = await bc.invoke_blocking(name)
+        wall.append(ms_since(started))
+        wait.append(float(_annotation(body, "waitTime") or 0))
+        run.append(float(body.get("duration") or 0))
+    return {**summary(wall), "wait_mean_ms": summary(wait)["mean_ms"],
+            "run_mean_ms": summary(run)["mean_ms"]}
 
 
 async def warm_concurrent(bc: BenchCluster, total: int, workers: int) -> dict[str, Any]:
@@ -46,15 +64,24 @@ async def warm_concurrent(bc: BenchCluster, total: int, workers: int) -> dict[st
     return {**summary(samples), "per_s": round(len(samples) / elapsed, 1)}
 
 
+STALL_S = 60  # no new record for this long: the platform stopped making progress
+
+
 async def _records_in(bc: BenchCluster, names: list[str], expected: int, since_ms: int,
                       timeout_s: float) -> int:
-    """Poll the per-action record indexes (cheap ZCOUNTs) until ``expected`` records exist."""
+    """Poll the per-action record indexes (cheap ZCOUNTs) until ``expected`` records exist,
+    the time is up, or no record came for STALL_S (a stuck platform is reported as missing
+    records, not waited for to the end)."""
     deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
     while True:
         counts = await asyncio.gather(*(bc.store.count_records(NS, name=n, since=since_ms)
                                         for n in names))
-        if sum(counts) >= expected or time.monotonic() > deadline:
-            return sum(counts)
+        found, now = sum(counts), time.monotonic()
+        if found != last:
+            last, last_change = found, now
+        if found >= expected or now > deadline or now - last_change > STALL_S:
+            return found
         await asyncio.sleep(0.02)
 
 
@@ -131,8 +158,7 @@ async def first_invokes(bc: BenchCluster, n: int, memory: int,
         started = time.perf_counter()
         body = await bc.invoke_blocking(name)
         wall.append(ms_since(started))
-        init.append(next((a["value"] for a in body.get("annotations", [])
-                          if a["key"] == "initTime"), 0))
+        init.append(float(_annotation(body, "initTime") or 0))
         record = await bc.store.get_record(body["activationId"])
         kind = (record.container_start if record else None) or "?"
         starts[kind] = starts.get(kind, 0) + 1
