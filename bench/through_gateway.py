@@ -75,9 +75,11 @@ async def _records_in(bc: BenchCluster, names: list[str], expected: int, since_m
     deadline = time.monotonic() + timeout_s
     last, last_change = -1, time.monotonic()
     while True:
-        counts = await asyncio.gather(*(bc.store.count_records(NS, name=n, since=since_ms)
-                                        for n in names))
-        found, now = sum(counts), time.monotonic()
+        # One at a time: a hundred at once would exhaust the store's connection pool.
+        found = 0
+        for name in names:
+            found += await bc.store.count_records(NS, name=name, since=since_ms)
+        now = time.monotonic()
         if found != last:
             last, last_change = found, now
         if found >= expected or now > deadline or now - last_change > STALL_S:
