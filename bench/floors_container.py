@@ -24,6 +24,7 @@ from bench.env import bench_env, bench_python, bench_venv_ready
 from bench.stats import ms_since, summary
 from bench.unix_http import round_trips
 from bus.config import Settings
+from invoker.backends import ContainerHandle
 from invoker.backends.docker import DockerBackend
 from invoker.proxy_client import ProxyClient
 
@@ -33,24 +34,58 @@ RUN_BODY = b'{"value":{}}'
 MEMORY_MB = 256  # the stem cells' size, so a raw start compares with a cold one
 
 
-async def _start_ready(backend: DockerBackend, pool_id: str) -> tuple[dict[str, float], Path]:
-    """Create+start, then until the proxy accepts, then its first /init and /run."""
-    started = time.perf_counter()
-    handle = await backend.create(pool_id, "python:3.11", MEMORY_MB)
-    create_start = ms_since(started)
-    client = ProxyClient(handle.io_dir / "proxy.sock")
-    await client.connect(timeout=30)
-    connected = ms_since(started)
-    try:
-        for path, body in (("/init", INIT_BODY), ("/run", RUN_BODY)):
-            status, answer = await client.post(path, body, timeout=10)
-            if status != 200:
-                raise RuntimeError(f"proxy {path}: {status} {answer[:200]!r}")
-    finally:
-        client.close()
-    return {"create_start_ms": create_start, "socket_ms": connected - create_start,
-            "init_run_ms": ms_since(started) - connected, "ready_ms": ms_since(started)}, \
-        handle.io_dir / "proxy.sock"
+class RawContainers:
+    """Containers started by the platform's own backend, outside any invoker's pool, under an
+    invoker id of our own (closing removes exactly those)."""
+
+    def __init__(self) -> None:
+        self.work_dir = Path(tempfile.mkdtemp(prefix="ft-bench-floor-"))
+        self.settings = Settings(invoker_id=f"benchfloor-{uuid.uuid4().hex[:6]}",
+                                 work_dir=self.work_dir)
+        self.backend = DockerBackend(self.settings)
+        self.started: list[ContainerHandle] = []
+
+    async def __aenter__(self) -> RawContainers:
+        await self.backend.remove_leftovers()  # creates the proxy-directory root
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.backend.close()  # removes every container under our invoker id
+        await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
+
+    async def start_ready(self) -> dict[str, float]:
+        """Create+start, then until the proxy accepts, then its first /init and /run."""
+        started = time.perf_counter()
+        handle = await self.backend.create(f"c{len(self.started)}", "python:3.11", MEMORY_MB)
+        self.started.append(handle)
+        create_start = ms_since(started)
+        client = ProxyClient(self.socket(handle))
+        await client.connect(timeout=30)
+        connected = ms_since(started)
+        try:
+            for path, body in (("/init", INIT_BODY), ("/run", RUN_BODY)):
+                status, answer = await client.post(path, body, timeout=10)
+                if status != 200:
+                    raise RuntimeError(f"proxy {path}: {status} {answer[:200]!r}")
+        finally:
+            client.close()
+        return {"create_start_ms": create_start, "socket_ms": connected - create_start,
+                "init_run_ms": ms_since(started) - connected, "ready_ms": ms_since(started)}
+
+    async def destroy_all(self) -> None:
+        for handle in self.started:
+            await self.backend.destroy(handle)
+        self.started.clear()
+
+    @staticmethod
+    def socket(handle: ContainerHandle) -> Path:
+        return handle.io_dir / "proxy.sock"
+
+
+def start_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+    return {**summary([s["ready_ms"] for s in samples]),
+            **{f"{part}_p50": summary([s[part] for s in samples])["p50_ms"]
+               for part in ("create_start_ms", "socket_ms", "init_run_ms")}}
 
 
 def _pause_unpause(engine: docker.APIClient, name: str, n: int) -> dict[str, Any]:
@@ -79,34 +114,21 @@ async def _httpx_round_trips(socket: Path, n: int) -> dict[str, Any]:
 
 
 async def container_floors(starts: int, round_trips_n: int, pauses: int) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:6]
-    work_dir = Path(tempfile.mkdtemp(prefix="ft-bench-floor-"))
-    settings = Settings(invoker_id=f"benchfloor-{tag}", work_dir=work_dir)
-    backend = DockerBackend(settings)
-    await backend.remove_leftovers()  # creates the proxy-directory root
-    engine = docker.APIClient(base_url=settings.docker_url)
     results: dict[str, Any] = {}
-    try:
-        samples = []
-        socket = None
-        for i in range(starts):
-            sample, socket = await _start_ready(backend, f"c{i}")
-            samples.append(sample)
-        results["docker create+start+proxy ready"] = {
-            **summary([s["ready_ms"] for s in samples]),
-            **{f"{part}_p50": summary([s[part] for s in samples])["p50_ms"]
-               for part in ("create_start_ms", "socket_ms", "init_run_ms")}}
-        assert socket is not None
+    async with RawContainers() as raw:
+        samples = [await raw.start_ready() for _ in range(starts)]
+        results["docker create+start+proxy ready"] = start_summary(samples)
+        last = raw.started[-1]
         for client in ("raw", "aiohttp"):
             results[f"unix socket HTTP: {client}"] = await round_trips(
-                socket, client, round_trips_n)
-        results["unix socket HTTP: httpx"] = await _httpx_round_trips(socket, round_trips_n)
-        name = f"ft_{settings.invoker_id}_c{starts - 1}"
-        both = await asyncio.to_thread(_pause_unpause, engine, name, pauses)
+                raw.socket(last), client, round_trips_n)
+        results["unix socket HTTP: httpx"] = await _httpx_round_trips(raw.socket(last),
+                                                                       round_trips_n)
+        engine = docker.APIClient(base_url=raw.settings.docker_url)
+        try:
+            both = await asyncio.to_thread(_pause_unpause, engine, last.name, pauses)
+        finally:
+            engine.close()
         results["docker pause"] = both["pause"]
         results["docker unpause"] = both["unpause"]
-    finally:
-        engine.close()
-        await backend.close()  # removes every container under our invoker id
-        await asyncio.to_thread(shutil.rmtree, work_dir, True)
     return results

@@ -111,6 +111,13 @@ async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int
     last_end = max((r.end for r in records), default=int(time.time() * 1000))
     elapsed_s = max(0.001, (last_end - since_ms) / 1000)
     failed = sum(1 for r in records if not r.response.success)
+    reasons: dict[str, int] = {}  # what the failed records say, so errors can be told apart
+    for r in records:
+        if not r.response.success:
+            result = r.response.result
+            reason = str(result.get("error", result) if isinstance(result, dict) else result)
+            reason = reason[:120]
+            reasons[reason] = reasons.get(reason, 0) + 1
     starts: dict[str, int] = {}
     for r in records:
         starts[r.container_start or "?"] = starts.get(r.container_start or "?", 0) + 1
@@ -119,7 +126,7 @@ async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int
             "per_s": round((found - failed) / elapsed_s, 1),
             "errors": refused + failed + (n - refused - found),
             "refused": refused, "failed": failed, "missing": n - refused - found,
-            "starts": starts}
+            "starts": starts, "error_reasons": reasons}
 
 
 async def async_throughput(bc: BenchCluster, n: int, in_flight: int,
@@ -146,22 +153,35 @@ async def many_actions(bc: BenchCluster, actions: int, n: int, in_flight: int,
     return {**burst, "warm_up_s": round(warm_up_s, 1), "warm_up_errors": warm_up["errors"]}
 
 
+async def first_invoke(bc: BenchCluster, memory: int) -> tuple[float, float, str]:
+    """Blocking invoke of a fresh action: (wall ms, initTime ms, the start its record names)."""
+    name = f"first-{_tag()}"
+    await bc.create_action(name, memory=memory)
+    started = time.perf_counter()
+    body = await bc.invoke_blocking(name)
+    wall = ms_since(started)
+    record = await bc.store.get_record(body["activationId"])
+    kind = (record.container_start if record else None) or "?"
+    return wall, float(_annotation(body, "initTime") or 0), kind
+
+
+def first_summary(samples: list[tuple[float, float, str]]) -> dict[str, Any]:
+    starts: dict[str, int] = {}
+    for _, _, kind in samples:
+        starts[kind] = starts.get(kind, 0) + 1
+    return {**summary([wall for wall, _, _ in samples]),
+            "init_p50_ms": summary([init for _, init, _ in samples])["p50_ms"],
+            "starts": starts}
+
+
 async def first_invokes(bc: BenchCluster, n: int, memory: int,
                         stem_cells: int) -> dict[str, Any]:
-    """First blocking invoke of ``n`` fresh actions, one at a time. Between them the invoker
-    gets its ``stem_cells`` back, so each lands on one (or, with none configured, starts
-    cold). The records say which start each got."""
-    wall, init, starts = [], [], {}
+    """First invokes of ``n`` fresh actions, one at a time. Before each the invoker gets its
+    ``stem_cells`` back, so each lands on one (with none configured, each starts cold).
+    The records say which start each got."""
+    samples = []
     for _ in range(n):
         if stem_cells:
             await bc.wait_for_stem_cells(stem_cells)
-        name = f"first-{_tag()}"
-        await bc.create_action(name, memory=memory)
-        started = time.perf_counter()
-        body = await bc.invoke_blocking(name)
-        wall.append(ms_since(started))
-        init.append(float(_annotation(body, "initTime") or 0))
-        record = await bc.store.get_record(body["activationId"])
-        kind = (record.container_start if record else None) or "?"
-        starts[kind] = starts.get(kind, 0) + 1
-    return {**summary(wall), "init_p50_ms": summary(init)["p50_ms"], "starts": starts}
+        samples.append(await first_invoke(bc, memory))
+    return first_summary(samples)
