@@ -60,8 +60,9 @@ def _rate(name: str, found: Any, reference: float | None = None,
 def _breakdown(found: Any) -> str:
     if not isinstance(found, dict) or "wait_mean_ms" not in found:
         return ""
-    return (f"means: total {found['mean_ms']:.2f}, bus wait {found['wait_mean_ms']:.2f}, "
-            f"run {found['run_mean_ms']:.2f} ms")
+    return (f"means: {found['mean_ms']:.2f} = in {found.get('in_mean_ms', 0):.2f} + bus "
+            f"{found['wait_mean_ms']:.2f} + run {found['run_mean_ms']:.2f} + out "
+            f"{found.get('out_mean_ms', 0):.2f} ms")
 
 
 def _why_missing(found: Any) -> str:

@@ -84,4 +84,5 @@ async def run_soak(duration_s: float, interval_s: float) -> dict[str, Any]:
                         for role, g in growth.items())
     return {"duration_s": duration_s, "interval_s": interval_s, "calls": counts,
             "samples": samples, "growth": growth, "flat": flat,
-            "summary": f"{'flat' if flat else 'NOT flat'}: {summary}"}
+            "summary": f"{'flat' if flat else 'NOT flat'}: {summary} ({counts['blocking']} "
+                       f"blocking + {counts['async']} async calls, {counts['errors']} errors)"}

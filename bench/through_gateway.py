@@ -22,23 +22,29 @@ def _annotation(body: dict[str, Any], key: str) -> Any:
 
 
 async def warm_sequential(bc: BenchCluster, n: int) -> dict[str, Any]:
-    """Latency of one caller, and where it goes, from each record (whole ms): ``wait`` from
-    the gateway's confirmed publish until the invoker starts the activation (two bus hops and
-    placement), ``run`` the invoker's start to end (the container's /run); the rest is HTTP,
-    the gateway, the record write and the reply hop."""
+    """Latency of one caller, and where it goes, from each record (whole ms, so means):
+    ``in`` from sending the request until the gateway's publish is confirmed (HTTP, auth,
+    lookup, publish), ``wait`` from then until the invoker starts it (two bus hops and
+    placement), ``run`` the invoker's start to end (the container's /run), ``out`` from then
+    until the response is read (record write, the reply hop, HTTP). One clock: same host."""
     name = f"warm-{_tag()}"
     await bc.create_action(name)
     for _ in range(20):
         await bc.invoke_blocking(name)
-    wall, wait, run = [], [], []
+    wall: list[float] = []
+    parts: dict[str, list[float]] = {"in": [], "wait": [], "run": [], "out": []}
     for _ in range(n):
-        started = time.perf_counter()
+        sent_ms, started = time.time() * 1000, time.perf_counter()
         body = await bc.invoke_blocking(name)
         wall.append(ms_since(started))
-        wait.append(float(_annotation(body, "waitTime") or 0))
-        run.append(float(body.get("duration") or 0))
-    return {**summary(wall), "wait_mean_ms": summary(wait)["mean_ms"],
-            "run_mean_ms": summary(run)["mean_ms"]}
+        read_ms = time.time() * 1000
+        wait = float(_annotation(body, "waitTime") or 0)
+        parts["in"].append(body["start"] - wait - sent_ms)
+        parts["wait"].append(wait)
+        parts["run"].append(float(body["end"] - body["start"]))
+        parts["out"].append(read_ms - body["end"])
+    return {**summary(wall),
+            **{f"{part}_mean_ms": summary(values)["mean_ms"] for part, values in parts.items()}}
 
 
 async def warm_concurrent(bc: BenchCluster, total: int, workers: int) -> dict[str, Any]:
