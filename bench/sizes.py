@@ -35,7 +35,7 @@ class Sizes:
 FULL = Sizes()
 SMOKE = Sizes(floor_round_trips=50, server_requests_per_conn=20, container_starts=1, pauses=2,
               sandboxes=2, celery_latency=20, celery_tasks=100, sequential=20, concurrent=32,
-              callers=4, async_invokes=100, in_flight=4, first_invokes=1, many_actions=3,
+              callers=2, async_invokes=100, in_flight=2, first_invokes=1, many_actions=2,
               many_invokes=40, no_room_invokes=20, no_room_memory_mb=512, timeout_s=60)
 
 

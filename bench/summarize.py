@@ -22,13 +22,13 @@ def _span(values: list[float]) -> str:
 
 
 def summarize(runs: list[dict[str, Any]]) -> str:
-    names: list[str] = []
     by_name: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         for row in run.get("rows", []):
-            if row["name"] not in by_name:
-                names.append(row["name"])
             by_name.setdefault(row["name"], []).append(row)
+    # The latest run's order; rows only older runs had (renamed since) at the end.
+    names = [row["name"] for row in runs[-1].get("rows", [])] if runs else []
+    names += [name for name in by_name if name not in names]
     lines = [f"{len(runs)} runs: "
              + ", ".join(f"{r['meta']['started']} (load {r['meta']['load_avg_at_start'][0]:.1f})"
                          for r in runs),
@@ -39,8 +39,9 @@ def summarize(runs: list[dict[str, Any]]) -> str:
         values = [r["value"] for r in rows if r["value"] is not None]
         p99s = [r["p99"] for r in rows if r.get("p99")]
         ratios = [r["ratio"] for r in rows if r.get("ratio")]
+        reference = next((r["reference_text"] for r in rows if r["reference_text"]), "")
         lines.append(f"{name:<40} {_span(values):>14} {_span(p99s) if p99s else '':>14} "
-                     f"{rows[0]['unit']:<4} {rows[0]['reference_text']:>16} "
+                     f"{rows[0]['unit']:<4} {reference:>16} "
                      f"{_span(ratios) + 'x' if ratios else '':>12}")
     lines.append("")
     targets: dict[str, list[str]] = {}
