@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bench import floors, through_gateway
-from bench.cluster import claimed_services, running_cluster
+from bench.cluster import BenchCluster, Services, claimed_services, running_cluster
 from bench.env import bench_env, bench_python, bench_venv_ready, ensure_bwrap
 from bench.floors_container import RawContainers, container_floors, start_summary
 from bench.memory import PeakSampler, snapshot
@@ -77,7 +77,7 @@ class Suite:
             found = await self.measure("celery", "peer", self._celery_child(services))
         self.results["celery"] = found
 
-    async def _celery_child(self, services: Any) -> dict[str, Any]:
+    async def _celery_child(self, services: Services) -> dict[str, Any]:
         s = self.sizes
         done = await asyncio.to_thread(
             subprocess.run,
@@ -96,8 +96,8 @@ class Suite:
             await measure("memory", "idle", snapshot(bc))
             await measure("platform", "warm blocking, sequential",
                           through_gateway.warm_sequential(bc, s.sequential))
-            # Before the callers fill the pool: with warm containers around, a new action
-            # would still find its stem cell, but let the pool be as a fresh one is.
+            # While the pool is still small: each first invoke then measures taking a stem
+            # cell, not also the invoker's bookkeeping of a hundred warm containers.
             await measure("platform", "stem-cell start", through_gateway.first_invokes(
                 bc, s.first_invokes, 256, stem_cells=sum(int(c["count"]) for c in STEM_CELLS)))
             await measure("platform", "warm blocking, concurrent",
@@ -119,7 +119,7 @@ class Suite:
             await self.measure("platform", "cold start", self._cold_beside_raw(bc))
             await self._many(bc, "no room", s.no_room_invokes)
 
-    async def _cold_beside_raw(self, bc: Any) -> dict[str, Any]:
+    async def _cold_beside_raw(self, bc: BenchCluster) -> dict[str, Any]:
         """Cold starts (the cluster has no stem cells) taken in turns with raw starts of the
         same container, so both see the same load on a shared machine: the difference is
         what the platform adds."""
@@ -132,7 +132,7 @@ class Suite:
         return {**through_gateway.first_summary(cold),
                 "raw beside": start_summary(raw_samples)}
 
-    async def _many(self, bc: Any, room: str, invokes: int) -> None:
+    async def _many(self, bc: BenchCluster, room: str, invokes: int) -> None:
         s = self.sizes
         group: dict[str, Any] = {}
         self.results["platform"][f"many actions, {room}"] = group
