@@ -15,43 +15,23 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
-import redis.asyncio as aioredis
+import uvloop
 
-from bus.broker import Broker
-from bus.config import GUEST_KEY, GUEST_UUID
+from bench.cluster import NS, BenchCluster, running_cluster
+from bench.env import RESULTS
+from bench.suite import STEM_CELLS
 from bus.events import FEEDS_EXCHANGE, EntityRef, FeedChanged, FeedDoc, RuleLink, TriggerDoc
 from bus.ids import now_ms
-from bus.store import Store
-from cli.cluster import LocalCluster, free_port, settings_env
 from cli.services import ensure_all
 
-RESULTS = Path(__file__).parent / "results"
-VHOST = "ft-bench-feeds"
-REDIS_DB = 14
-NS = "guest"
 NOOP = "def main(args):\n    return {'n': len(args['messages'])}\n"
 WARM_UP_MESSAGES = 64
-
-
-
-
-def _fresh_vhost() -> str:
-    def ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", VHOST], capture_output=True)
-    ctl("add_vhost", VHOST)
-    ctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
-    return f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -61,22 +41,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, store: Store, broker: Broker, amqp_url: str,
-                 http: aiohttp.ClientSession, cluster: LocalCluster) -> None:
-        self.store = store
-        self.broker = broker
-        self.amqp_url = amqp_url
-        self.http = http
-        self.cluster = cluster
+    def __init__(self, bc: BenchCluster) -> None:
+        self.bc = bc
+        self.store = bc.store
+        self.broker = bc.broker
+        self.amqp_url = bc.services.amqp_url
 
     def cpu(self) -> dict[str, float]:
-        return {name: _cpu_seconds(p.pid) for name, p in self.cluster.procs.items()}
-
-    async def action(self, name: str) -> None:
-        body = {"exec": {"kind": "python:3.11", "code": NOOP}}
-        async with self.http.put(f"/api/v1/namespaces/_/actions/{name}?overwrite=true",
-                                 json=body) as r:
-            assert r.status == 200, await r.text()
+        return {role: _cpu_seconds(pid) for role, pid in self.bc.pids().items()}
 
     async def feed(self, trigger: str, action: str, queue: str, batch_size: int,
                    concurrency: int, window_ms: int) -> None:
@@ -131,7 +103,7 @@ class Bench:
                   window_ms: int) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:6]
         action, trigger, queue = f"noop-{tag}", f"t-{tag}", f"bench-{tag}"
-        await self.action(action)
+        await self.bc.create_action(action, NOOP)
         await self.feed(trigger, action, queue, batch_size, concurrency, window_ms)
         # Warm containers and connections first; measure only the steady run.
         seen: dict[str, tuple[int, int]] = {}
@@ -159,40 +131,14 @@ class Bench:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ensure_all(lambda m: print(f".. {m}"))
-    amqp_url = _fresh_vhost()
-    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    r = aioredis.Redis.from_url(redis_url)
-    await r.flushdb()
-    await r.aclose()
-    work_dir = Path(tempfile.mkdtemp(prefix="ft-bench-feeds-"))
-    cluster = LocalCluster(
-        env=settings_env(amqp_url=amqp_url, redis_url=redis_url, port=free_port(),
-                         work_dir=work_dir,
-                         stem_cells=[{"kind": "python:3.11", "memory": 256, "count": 2}]),
-        invoker_ids=["benchfeeds0"], log_dir=work_dir,
-    )
     results: dict[str, Any] = {}
-    cluster.start()
-    try:
-        await asyncio.to_thread(cluster.wait_for_gateway)
-        await asyncio.sleep(3)  # stem cells up
-        store = Store.from_url(redis_url)
-        broker = await Broker.connect(amqp_url, name="bench-feeds")
-        auth = {"Authorization": aiohttp.encode_basic_auth(GUEST_UUID, GUEST_KEY)}
-        async with aiohttp.ClientSession(base_url=cluster.api_host, headers=auth) as http:
-            bench = Bench(store, broker, amqp_url, http, cluster)
-            for batch_size in args.batch_sizes:
-                name = f"batch {batch_size}, {args.concurrency} in flight"
-                results[name] = await bench.run(args.messages, batch_size, args.concurrency,
-                                                args.window_ms)
-                print(f".. {name}: {results[name]['msgs_per_s']} msgs/s")
-        await broker.close()
-        await store.close()
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    async with running_cluster("ft-bench-feeds", stem_cells=STEM_CELLS) as bc:
+        bench = Bench(bc)
+        for batch_size in args.batch_sizes:
+            name = f"batch {batch_size}, {args.concurrency} in flight"
+            results[name] = await bench.run(args.messages, batch_size, args.concurrency,
+                                            args.window_ms)
+            print(f".. {name}: {results[name]['msgs_per_s']} msgs/s")
     return results
 
 
@@ -213,8 +159,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="batches in flight")
     parser.add_argument("--window-ms", type=int, default=0, help="max batching window")
     args = parser.parse_args()
-    import uvloop
-
     results = uvloop.run(main_async(args))
     print_table(results)
     RESULTS.mkdir(exist_ok=True)

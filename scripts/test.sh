@@ -9,3 +9,5 @@ bash scripts/install.sh
 .venv/bin/ft runtimes build
 .venv/bin/ruff check .
 .venv/bin/pytest -q -p no:cacheprovider "$@"
+# The benchmark in smoke mode: every section runs and lands in the JSON (no timing is judged).
+.venv/bin/python -m bench --smoke
