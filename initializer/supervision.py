@@ -36,11 +36,15 @@ class Supervisor:
         self.lease_ttl_ms = drain_lease_ttl_ms
         self.drains: dict[str, QueueDrain] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: a step that swallows the CancelledError (a client
+        # library cleaning up a cancelled call) must not keep the loop, and this wait, alive.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -49,8 +53,10 @@ class Supervisor:
             await self._stop_drain(invoker_id)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(TICK_S)
+            if self._stopping:
+                return
             for step in (self.publish, self.sweep, self.supervise_drains):
                 try:
                     await step()

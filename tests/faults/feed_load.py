@@ -56,7 +56,11 @@ async def produce(amqp_url: str, feed: FeedLoad, total: int, per_second: float =
     """Publish ``total`` messages, each retried until the broker confirmed it."""
     connection = await aio_pika.connect_robust(amqp_url)
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        # A message the broker could not route (returned: the feed's runner has not declared
+        # the queue yet, which it does only once it took the feed) is confirmed all the same
+        # and dropped; raising makes it "not sent yet" and retried, instead of counted as
+        # sent and then reported lost.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         for _ in range(total):
             key = uuid.uuid4().hex
             message = aio_pika.Message(json.dumps({"k": key}).encode(),

@@ -94,6 +94,19 @@ async def wait_for_accepted(load: Load, count: int, timeout: float = 30) -> None
         await asyncio.sleep(0.05)
 
 
+async def wait_for_done(store: Store, load: Load, count: int, timeout: float = 60) -> None:
+    """Until ``count`` accepted activations have records: the invokers are at work (rather
+    than a fixed pause, which on a loaded machine may end before any container ran)."""
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < count:
+        assert time.monotonic() < deadline, f"only {len(done)} activations done"
+        for aid in [a for a in load.accepted if a not in done]:
+            if await store.has_record(aid):
+                done.add(aid)
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Verdict:
     accepted: int

@@ -19,10 +19,12 @@ async def test_full_invokers_queue_work_and_blocking_callers_get_202(
     cluster: Cluster, http: aiohttp.ClientSession, store: Store
 ) -> None:
     name = f"full-{uuid.uuid4().hex[:6]}"
-    # 2 invokers x 1024 MB = 8 slots of 256 MB; 48 calls of 3 s keep them all full for ~18 s.
-    await put_action(http, name, sleeper(3.0), timeout_ms=10_000)
-    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 48,
-                              blocking_timeout_ms=2000)
+    # 2 invokers x 1024 MB = 8 slots of 256 MB; 32 calls of 2 s (16 callers at a time) keep
+    # them all full for ~8 s, and every blocking caller's 1 s wait runs out before its
+    # activation could have finished, even when it started at once.
+    await put_action(http, name, sleeper(2.0), timeout_ms=10_000)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 32,
+                              blocking_timeout_ms=1000)
     start = time.monotonic()
     load, result, fed = await mixed.verdicts(store, start, "all invokers full", timeout=90)
     errors = {status: n for status, n in load.statuses.items() if status not in (200, 202)}
@@ -31,5 +33,5 @@ async def test_full_invokers_queue_work_and_blocking_callers_get_202(
     assert not errors, f"callers got errors instead of waiting: {errors}"
     assert load.answered_later, "no blocking caller had to wait: the invokers were never full"
     assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
-    assert result.succeeded == result.accepted == 48
+    assert result.succeeded == result.accepted == 32
     assert fed.lost == 0

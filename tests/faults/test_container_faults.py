@@ -21,10 +21,15 @@ from bus.store import Store
 from invoker.backends.docker import LABEL
 from invoker.outcome import INIT_TIMEOUT_MESSAGE, RUN_EXITED, TIMEOUT_MESSAGE
 from tests.cluster_fixtures import Cluster
-from tests.faults.load import ACTIONS, put_action, sleeper
+from tests.faults.load import ACTIONS, put_action, sleeper, wait_for_done
 from tests.faults.mixed import start_mixed
 
 MB = 1024 * 1024
+# The victim sleeps in a child process: ``sleep`` shows in ``docker top`` exactly while /run
+# is under way, so the kill can wait for that instead of guessing when /init is over (a kill
+# during /init is a different fault: the invoker retries it on a new container).
+IN_RUN = ("import subprocess\ndef main(args):\n    subprocess.run(['sleep', '20'])\n"
+          "    return {'n': args.get('n')}\n")
 
 
 def _containers_with_memory(invoker_ids: list[str], memory_mb: int) -> set[str]:
@@ -47,6 +52,11 @@ async def _start(http: aiohttp.ClientSession, name: str, count: int) -> list[str
             assert resp.status == 202, await resp.text()
             ids.append((await resp.json())["activationId"])
     return ids
+
+
+def _running_action(container: str) -> bool:
+    top = subprocess.run(["docker", "top", container], capture_output=True, text=True).stdout
+    return any(line.split()[-2:] == ["sleep", "20"] for line in top.splitlines()[1:])
 
 
 async def _records(store: Store, ids: list[str], timeout: float) -> dict[str, ActivationRecord]:
@@ -84,18 +94,20 @@ async def test_docker_kill_of_busy_containers(
     neighbour = f"nb-{uuid.uuid4().hex[:6]}"
     victim = f"killed-{uuid.uuid4().hex[:6]}"
     await put_action(http, neighbour, sleeper(0.2), timeout_ms=5000)
-    await put_action(http, victim, sleeper(30), timeout_ms=60_000, memory=384)
-    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 120)
+    await put_action(http, victim, IN_RUN, timeout_ms=60_000, memory=384)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 60)
     ids = await _start(http, victim, 2)
     deadline = time.monotonic() + 90  # they may wait behind the neighbour's load
-    while len(busy := await asyncio.to_thread(
-            _containers_with_memory, cluster.invoker_ids, 384)) < 2:
-        assert time.monotonic() < deadline, "the victims never got containers"
+    busy: list[str] = []
+    while len(busy) < 2:
+        assert time.monotonic() < deadline, "the victims never started running"
         await asyncio.sleep(0.2)
-    await asyncio.sleep(2.0)  # initialized and running
+        containers = await asyncio.to_thread(_containers_with_memory, cluster.invoker_ids, 384)
+        busy = [c for c in containers if await asyncio.to_thread(_running_action, c)]
     await asyncio.to_thread(subprocess.run, ["docker", "kill", *busy], check=True,
                             capture_output=True)
     fault_at = time.monotonic()
+    await mixed.at_fault(store, "docker kill: neighbour")
     records = await _records(store, ids, timeout=90)
     elapsed = time.monotonic() - fault_at
     left = await _until_gone(cluster.invoker_ids, 384)
@@ -121,11 +133,12 @@ async def test_hanging_run_and_init_are_bounded_by_the_timeout(
                      "    while True:\n        time.sleep(1)\n", timeout_ms=2000, memory=320)
     await put_action(http, hangs_in_init, "import time\nwhile True:\n    time.sleep(1)\n"
                      "def main(args):\n    return args\n", timeout_ms=2000, memory=448)
-    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 120)
-    await asyncio.sleep(1.0)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 60)
+    await wait_for_done(store, mixed.load, 4)
     run_ids = await _start(http, hangs_in_run, 2)
     init_ids = await _start(http, hangs_in_init, 2)
     fault_at = time.monotonic()
+    await mixed.at_fault(store, "hanging proxies: neighbour")
     records = await _records(store, run_ids + init_ids, timeout=90)
     elapsed = time.monotonic() - fault_at
     left = await _until_gone(cluster.invoker_ids, 320) + await _until_gone(

@@ -18,7 +18,7 @@ import pytest
 from bus.store import Store
 from cli.cluster import free_port
 from tests.cluster_fixtures import Cluster, ExtraInitializers
-from tests.faults.load import ACTIONS, put_action, sleeper
+from tests.faults.load import ACTIONS, put_action, sleeper, wait_for_done
 from tests.faults.mixed import start_mixed
 
 NS = "guest"
@@ -66,14 +66,16 @@ async def test_sigkill_of_a_gateway_with_waiting_callers_loses_nothing(
     name = f"gw-{uuid.uuid4().hex[:6]}"
     # Long enough that many blocking callers are waiting on the gateway when it dies.
     await put_action(http, name, sleeper(1.0), timeout_ms=10_000)
-    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 120,
+    # 64 calls of 1 s on 8 slots: ~8 s of work, 16 callers at a time, half on each gateway.
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 64,
                               gateways=[http, second_gateway])
-    await asyncio.sleep(3.0)
+    await wait_for_done(store, mixed.load, 4)  # blocking callers are waiting on both
     port = int(cluster.processes.env["FT_GATEWAY_PORT"])
     victim = _main_gateway(cluster)
     proc = cluster.processes.procs[victim]
     os.kill(proc.pid, signal.SIGKILL)
     fault_at = time.monotonic()
+    await mixed.at_fault(store, "gateway SIGKILL")
     await asyncio.to_thread(proc.wait)
     del cluster.processes.procs[victim]
     # Restarted on its port: the first gateway's callers may come back to it.
@@ -82,7 +84,7 @@ async def test_sigkill_of_a_gateway_with_waiting_callers_loses_nothing(
     load, result, fed = await mixed.verdicts(store, fault_at, "gateway SIGKILL")
     print(f"[gateway SIGKILL] restarted_after_s={restarted_s:.1f} statuses={load.statuses}")
     assert result.lost == 0 and result.duplicated == 0 and fed.lost == 0
-    assert result.accepted == 120
+    assert result.accepted == 64
     assert load.refused > 0, "no caller lost its gateway: the kill came too late to matter"
     # Whoever got only an id fetches the result by it, from either gateway.
     for aid in load.accepted[::10]:
@@ -136,13 +138,14 @@ async def test_sigterm_of_the_initializer_hands_its_work_on(
     name = f"initterm-{uuid.uuid4().hex[:6]}"
     await put_action(http, name, sleeper(0.2), timeout_ms=5000)
     await initializers.start(keep=True)  # the one that stays
-    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 150)
-    await asyncio.sleep(1.5)
+    mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, name, 100)
+    await wait_for_done(store, mixed.load, 8)
     victim = next(n for n, p in cluster.processes.procs.items()
                   if n.startswith("initializer") and p.poll() is None)
     proc = cluster.processes.procs[victim]
     proc.send_signal(signal.SIGTERM)
     fault_at = time.monotonic()
+    await mixed.at_fault(store, "initializer SIGTERM")
     await asyncio.to_thread(proc.wait, 40)
     del cluster.processes.procs[victim]
     _, result, fed = await mixed.verdicts(store, fault_at, "initializer SIGTERM")
