@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiormq
 from aiohttp import web
 
 from bus.events import FEEDS_EXCHANGE, FeedChanged, FeedDoc, FeedKind, TriggerDoc
 from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord, ActivationResponse, KeyValue, StatusCode
+from bus.queues import ensure_queue
 from bus.store import Store
 from gateway.auth import identity
 from gateway.bodies import read_json
@@ -73,6 +75,21 @@ async def _existing_feed(store: Store, key: str, kind: FeedKind) -> FeedDoc:
     return feed
 
 
+async def _declare_queues(app: web.Application, feed: FeedDoc) -> None:
+    """A queue feed's queues exist once its creation is answered: a message published right
+    after would otherwise be dropped as unroutable before an initializer starts the feed."""
+    if feed.queue is None:
+        return
+    connection = app[BROKER].connection
+    try:
+        await ensure_queue(connection, feed.queue)
+        await ensure_queue(connection, feed.dead_letter_queue or f"{feed.queue}.dlq")
+    except aiormq.exceptions.AMQPError as exc:  # refused by the broker: the name, say
+        raise FeedError(f"queue '{feed.queue}' cannot be used: {exc}") from exc
+    except Exception as exc:
+        raise ApiError(503, UNAVAILABLE) from exc
+
+
 async def _lifecycle(app: web.Application, ns: str, kind: FeedKind, args: dict[str, Any]) -> Any:
     """Carry out one lifecycle event; the activation's result."""
     event = args.get("lifecycleEvent")
@@ -88,7 +105,9 @@ async def _lifecycle(app: web.Application, ns: str, kind: FeedKind, args: dict[s
         raise FeedError(f"trigger /{key} does not exist")
 
     if event == "CREATE":
-        await store.put_feed(build_feed(kind, ns, trigger, params, now_ms()))
+        feed = build_feed(kind, ns, trigger, params, now_ms())
+        await _declare_queues(app, feed)
+        await store.put_feed(feed)
         await publish_feed_change(app, key)
         return {"status": "success"}
     feed = await _existing_feed(store, key, kind)
@@ -97,7 +116,9 @@ async def _lifecycle(app: web.Application, ns: str, kind: FeedKind, args: dict[s
         return {"config": feed.params, "status": {"active": active, "dateChanged": feed.created}}
     if event == "UPDATE":
         merged = {**feed.params, **params}
-        await store.put_feed(build_feed(kind, ns, trigger, merged, now_ms()))
+        feed = build_feed(kind, ns, trigger, merged, now_ms())
+        await _declare_queues(app, feed)
+        await store.put_feed(feed)
         await publish_feed_change(app, key)
         return {"status": "success"}
     await store.delete_feed(key)

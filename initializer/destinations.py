@@ -21,9 +21,9 @@ from bus.broker import ACTIVATIONS, Broker, settle
 from bus.codec import unpack
 from bus.events import Destination
 from bus.ids import new_transaction_id
+from bus.queues import ensure_queue
 from bus.requests import ParametersNotAllowed, build_payload, build_request
 from bus.store import Store
-from initializer.queues import ensure_queue
 
 log = logging.getLogger(__name__)
 

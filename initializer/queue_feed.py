@@ -21,6 +21,7 @@ from bus.config import Settings
 from bus.events import FeedDoc, TriggerFire
 from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord
+from bus.queues import ensure_queue
 from bus.replies import ReplyWaiters
 from bus.store import Store
 from initializer.batches import (
@@ -33,7 +34,6 @@ from initializer.batches import (
     whole_batch,
 )
 from initializer.fanout import FireFanout, RuleActivation, TriggerNotFound
-from initializer.queues import ensure_queue
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ def sleeper(seconds: float) -> str:
 
 
 async def put_action(http: aiohttp.ClientSession, name: str, code: str, timeout_ms: int,
-                     memory: int = 256) -> None:
+                     memory: int = 256, annotations: dict[str, object] | None = None) -> None:
     body = {"exec": {"kind": "python:3.11", "code": code},
-            "limits": {"timeout": timeout_ms, "memory": memory}}
+            "limits": {"timeout": timeout_ms, "memory": memory},
+            "annotations": [{"key": k, "value": v} for k, v in (annotations or {}).items()]}
     async with http.put(f"{ACTIONS}/{name}?overwrite=true", json=body) as resp:
         assert resp.status == 200, await resp.text()
 

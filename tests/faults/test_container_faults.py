@@ -94,7 +94,9 @@ async def test_docker_kill_of_busy_containers(
     neighbour = f"nb-{uuid.uuid4().hex[:6]}"
     victim = f"killed-{uuid.uuid4().hex[:6]}"
     await put_action(http, neighbour, sleeper(0.2), timeout_ms=5000)
-    await put_action(http, victim, IN_RUN, timeout_ms=60_000, memory=384)
+    # Not retried (asynchronous invocations are, by default): the kill's own error must show.
+    await put_action(http, victim, IN_RUN, timeout_ms=60_000, memory=384,
+                     annotations={"maxRetries": 0})
     mixed = await start_mixed(http, cluster.auth, cluster.settings.amqp_url, neighbour, 60)
     ids = await _start(http, victim, 2)
     deadline = time.monotonic() + 90  # they may wait behind the neighbour's load

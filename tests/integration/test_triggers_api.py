@@ -5,6 +5,7 @@ test queues bound to ``ft.events`` and ``ft.feeds`` see what the gateway publish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import subprocess
 import uuid
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
@@ -488,15 +490,33 @@ async def feed_changed(arrived: asyncio.Queue[AbstractIncomingMessage]) -> FeedC
     return unpack((await next_message(arrived)).body, FeedChanged)
 
 
-async def test_queue_feed_lifecycle(api: Api, store: Store, listen: Listen) -> None:
+async def _queue_exists(broker: Broker, name: str) -> bool:
+    channel = await broker.connection.channel()
+    try:
+        await channel.declare_queue(name, passive=True)
+        return True
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+async def test_queue_feed_lifecycle(
+    api: Api, store: Store, listen: Listen, broker: Broker
+) -> None:
     ns = api.namespace
+    source = f"orders-{uuid.uuid4().hex[:6]}"
+    assert not await _queue_exists(broker, source)
     changes = await listen(FEEDS_EXCHANGE, "")
     trigger = await feed_trigger(api, "rabbitmq/queue")
     key = f"{ns}/{trigger}"
 
     created = await feed_call(api, "rabbitmq/queue", "CREATE", trigger,
-                              queue="orders", batchSize=10, maxBatchingWindowMs=500)
+                              queue=source, batchSize=10, maxBatchingWindowMs=500)
     assert created.status == 200, created.body
+    # Declared before the answer: a message published right away is not unroutable.
+    assert await _queue_exists(broker, source) and await _queue_exists(broker, f"{source}.dlq")
     record = created.body
     assert (record["namespace"], record["name"], record["subject"]) == (ns, "queue", ns)
     assert record["response"] == {"status": "success", "success": True,
@@ -509,11 +529,11 @@ async def test_queue_feed_lifecycle(api: Api, store: Store, listen: Listen) -> N
 
     feed = await store.get_feed(key)
     assert feed is not None
-    assert (feed.namespace, feed.trigger, feed.kind, feed.queue) == (ns, trigger, "queue", "orders")
+    assert (feed.namespace, feed.trigger, feed.kind, feed.queue) == (ns, trigger, "queue", source)
     assert (feed.batch_size, feed.max_batching_window_ms, feed.max_concurrency) == (10, 500, 1)
     assert (feed.max_retries, feed.dead_letter_queue) == (3, None)
     # The feed's own parameters only: never the caller's key.
-    assert feed.params == {"queue": "orders", "batchSize": 10, "maxBatchingWindowMs": 500}
+    assert feed.params == {"queue": source, "batchSize": 10, "maxBatchingWindowMs": 500}
     assert key in await store.feed_keys()
     assert await feed_changed(changes) == FeedChanged(key=key)
 
@@ -523,11 +543,12 @@ async def test_queue_feed_lifecycle(api: Api, store: Store, listen: Listen) -> N
                          "status": {"active": True, "dateChanged": feed.created}}
 
     updated = await feed_call(api, "rabbitmq/queue", "UPDATE", trigger,
-                              maxRetries=5, deadLetterQueue="orders.failed")
+                              maxRetries=5, deadLetterQueue=f"{source}.failed")
     assert updated.status == 200, updated.body
     feed = await store.get_feed(key)
     assert feed is not None and (feed.batch_size, feed.max_retries) == (10, 5)
-    assert feed.dead_letter_queue == "orders.failed"
+    assert feed.dead_letter_queue == f"{source}.failed"
+    assert await _queue_exists(broker, f"{source}.failed")
     assert await feed_changed(changes) == FeedChanged(key=key)
 
     deleted = await feed_call(api, "rabbitmq/queue", "DELETE", trigger)

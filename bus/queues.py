@@ -1,4 +1,5 @@
-"""Declaring queues that users may own too."""
+"""Declaring queues that users may own too (a queue feed's source and dead-letter queues, a
+destination queue): the gateway when a feed is created, the initializer when it runs one."""
 
 from __future__ import annotations
 
