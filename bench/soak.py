@@ -24,8 +24,10 @@ WARM_UP_S = 20  # containers started and caches filled before the first sample
 ALLOWED_GROWTH = (0.10, 5.0)  # fraction, MB: whichever is larger
 
 
-async def _load(bc: BenchCluster, name: str, stop: asyncio.Event,
+async def _load(bc: BenchCluster, name: str, async_name: str, stop: asyncio.Event,
                 counts: dict[str, int]) -> None:
+    """Blocking callers on ``name``; bursts on ``async_name``, an action of their own, since a
+    burst counts the records of its action to know when it is done."""
     async def caller() -> None:
         while not stop.is_set():
             try:
@@ -36,7 +38,7 @@ async def _load(bc: BenchCluster, name: str, stop: asyncio.Event,
 
     async def bursts() -> None:
         while not stop.is_set():
-            done = await async_burst(bc, [name], 100, 16, 120)
+            done = await async_burst(bc, [async_name], 100, 16, 120)
             counts["async"] += done["invokes"] - done["errors"]
             counts["errors"] += done["errors"]
 
@@ -60,10 +62,11 @@ async def run_soak(duration_s: float, interval_s: float) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     async with running_cluster("ft-bench-soak", stem_cells=STEM_CELLS,
                                user_memory_mb=8192) as bc:
-        name = "soak-noop"
+        name, async_name = "soak-blocking", "soak-async"
         await bc.create_action(name)
+        await bc.create_action(async_name)
         stop = asyncio.Event()
-        load = asyncio.create_task(_load(bc, name, stop, counts))
+        load = asyncio.create_task(_load(bc, name, async_name, stop, counts))
         await asyncio.sleep(WARM_UP_S)
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < duration_s:

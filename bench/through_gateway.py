@@ -127,11 +127,12 @@ async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int
     starts: dict[str, int] = {}
     for r in records:
         starts[r.container_start or "?"] = starts.get(r.container_start or "?", 0) + 1
+    missing = max(0, n - refused - found)
     return {"invokes": n, "actions": len(names), "in_flight": in_flight,
             "accept_s": round(accepted_s, 3), "elapsed_s": round(elapsed_s, 3),
             "per_s": round((found - failed) / elapsed_s, 1),
-            "errors": refused + failed + (n - refused - found),
-            "refused": refused, "failed": failed, "missing": n - refused - found,
+            "errors": refused + failed + missing,
+            "refused": refused, "failed": failed, "missing": missing,
             "starts": starts, "error_reasons": reasons}
 
 
