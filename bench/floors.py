@@ -6,6 +6,7 @@ server inside answers. The container floors are in floors_container.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -152,6 +153,11 @@ c, _ = s.accept(); c.sendall(b'ok'); c.close()
 """
 
 
+# The interpreter itself, not the venv's link to it: the venv may live under /tmp, which the
+# sandbox replaces with an empty tmpfs (and -S needs nothing of the venv).
+_BASE_PYTHON = os.path.realpath(sys.executable)
+
+
 def _sandbox_until_answer(bwrap: str, io_dir: Path) -> float:
     socket_path = io_dir / "s.sock"
     socket_path.unlink(missing_ok=True)
@@ -159,7 +165,7 @@ def _sandbox_until_answer(bwrap: str, io_dir: Path) -> float:
     sandbox = subprocess.Popen([
         bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         "--bind", str(io_dir), str(io_dir), "--unshare-all", "--die-with-parent", "--new-session",
-        sys.executable, "-I", "-S", "-c", SANDBOX_SERVER, str(io_dir)], stderr=subprocess.PIPE)
+        _BASE_PYTHON, "-I", "-S", "-c", SANDBOX_SERVER, str(io_dir)], stderr=subprocess.PIPE)
     try:
         while True:
             try:
