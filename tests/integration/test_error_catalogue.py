@@ -27,6 +27,7 @@ from bus.store import Store
 from cli.main import main as ft_main
 from gateway.app import build_app
 from gateway.validation import GatewayLimits
+from tests.conftest import fresh_vhost
 from tests.integration.test_gateway import (
     CODE,
     Api,
@@ -50,15 +51,8 @@ DEFAULT_LIMITS = {
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Iterator[Settings]:
     """This module's own vhost: the fake invoker must be the only consumer of activations."""
-    vhost = f"ft-test-cat-{uuid.uuid4().hex[:8]}"
-
-    def rabbitmqctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield settings.model_copy(update={"amqp_url": f"{settings.amqp_url.rsplit('/', 1)[0]}/{vhost}"})
-    rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost("ft-test-cat") as amqp_url:
+        yield settings.model_copy(update={"amqp_url": amqp_url})
 
 
 @pytest.fixture

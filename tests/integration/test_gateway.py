@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +39,7 @@ from gateway.app import build_app
 from gateway.state import WAITERS
 from gateway.validation import GatewayLimits
 from runtimes.kinds import supported_kinds
+from tests.conftest import fresh_vhost
 
 CODE = 'def main(args):\n    return {"greeting": "Hello " + args.get("name", "stranger")}\n'
 CODE_LIMIT = 64 * 1024  # lowered so the 413 test needs no 48 MB body
@@ -51,15 +51,8 @@ def settings(settings: Settings) -> Iterator[Settings]:
     """This module's own vhost (``store`` and ``broker`` follow it). The session's vhost may
     hold a running cluster whose initializer consumes ``ft.activations``; here the test's fake
     invoker must be the only consumer."""
-    vhost = f"ft-test-gw-{uuid.uuid4().hex[:8]}"
-
-    def rabbitmqctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield settings.model_copy(update={"amqp_url": f"{settings.amqp_url.rsplit('/', 1)[0]}/{vhost}"})
-    rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost("ft-test-gw") as amqp_url:
+        yield settings.model_copy(update={"amqp_url": amqp_url})
 
 
 @dataclass

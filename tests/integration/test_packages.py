@@ -29,6 +29,7 @@ from gateway.app import build_app
 from gateway.catalog import SYSTEM_KEY, SYSTEM_UUID, install_catalog
 from gateway.validation import GatewayLimits
 from tests.cluster_fixtures import Cluster
+from tests.conftest import fresh_vhost
 from tests.integration.test_gateway import (  # noqa: F401  (fixtures, used by name)
     CODE,
     CODE_LIMIT,
@@ -51,15 +52,8 @@ def fake_amqp_url(settings: Settings) -> Iterator[str]:
     """The fake-invoker tests' own vhost: on the session's, the cluster's initializer would
     take the activations the fake invoker waits for. (Not an override of ``settings``: the
     session-wide ``cluster`` needs that one.)"""
-    vhost = f"ft-test-pkg-{uuid.uuid4().hex[:8]}"
-
-    def rabbitmqctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"{settings.amqp_url.rsplit('/', 1)[0]}/{vhost}"
-    rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost("ft-test-pkg") as amqp_url:
+        yield amqp_url
 
 
 @pytest.fixture

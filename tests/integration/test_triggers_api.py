@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from bus.models import NamespaceAuth
 from bus.store import Store
 from gateway.app import build_app
 from gateway.feed_params import FeedError, check_cron
+from tests.conftest import fresh_vhost
 from tests.integration.test_gateway import Api, Reply, assert_error, create
 
 UNAVAILABLE = (
@@ -38,15 +38,8 @@ UNAVAILABLE = (
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Iterator[Settings]:
     """This module's own vhost, so what reaches ``ft.events`` is only what these tests fire."""
-    vhost = f"ft-test-trg-{uuid.uuid4().hex[:8]}"
-
-    def rabbitmqctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield settings.model_copy(update={"amqp_url": f"{settings.amqp_url.rsplit('/', 1)[0]}/{vhost}"})
-    rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost("ft-test-trg") as amqp_url:
+        yield settings.model_copy(update={"amqp_url": amqp_url})
 
 
 @pytest.fixture
