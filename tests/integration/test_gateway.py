@@ -667,16 +667,28 @@ async def test_shutdown_answers_waiting_requests(
 ) -> None:
     app = build_app(settings, store, broker)
     runner, port = await _start(app)
+    # A namespace of its own: the session's guest may be at its concurrency throttle, held by
+    # activations other tests left unanswered.
+    auth = NamespaceAuth(uuid=str(uuid.uuid4()), key=secrets.token_hex(32),
+                         namespace=f"ns-{uuid.uuid4().hex[:10]}")
+    await store.put_auth(auth)
     async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
-        api = Api(http, settings.guest_uuid, settings.guest_key, "guest")
+        api = Api(http, auth.uuid, auth.key, auth.namespace)
         name = new_name()
         await create(api, name)
         pending = asyncio.ensure_future(
             api.call("POST", f"/api/v1/namespaces/_/actions/{name}", params={"blocking": "true"})
         )
         # Once the invoker holds the request, its waiter is registered (before publishing).
-        while (await asyncio.wait_for(invoker.arrived.get(), 5)).action.name != name:
-            pass
+        while True:
+            arrival = asyncio.ensure_future(invoker.arrived.get())
+            await asyncio.wait({arrival, pending}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            if not arrival.done():
+                arrival.cancel()
+            assert not pending.done(), f"answered before the invoker got it: {pending.result()}"
+            assert arrival.done(), "the invoker never got the request"
+            if arrival.result().action.name == name:
+                break
         assert len(app[WAITERS]) == 1
         started = time.monotonic()
         await runner.cleanup()
