@@ -183,10 +183,11 @@ class Broker:
 
     async def consume(
         self, queue: str | None, handler: Handler, *, prefetch: int, bind_to: str | None = None,
-        exclusive: bool = False,
+        exclusive: bool = False, auto_ack: bool = False,
     ) -> AbstractQueue:
         """Start consuming ``queue`` (a server-named exclusive queue if None, bound to the
-        fanout exchange ``bind_to``). The handler owns ack/nack of each message."""
+        fanout exchange ``bind_to``). The handler owns ack/nack of each message, unless
+        ``auto_ack``: for advisory messages, which the broker forgets once delivered."""
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         self._consumer_channels.append(channel)
@@ -201,7 +202,7 @@ class Broker:
             q = await channel.declare_queue(queue, passive=True)
         if bind_to is not None:
             await q.bind(bind_to)
-        self._consumer_tags[q.name] = await q.consume(handler)
+        self._consumer_tags[q.name] = await q.consume(handler, no_ack=auto_ack)
         return q
 
     async def stop_consuming(self, queue: AbstractQueue) -> None:

@@ -192,13 +192,20 @@ class ActivationDone(BaseModel):
 
 
 class Completion(BaseModel):
-    """invoker -> every initializer (fanout ``ft.completions``): capacity is free again."""
+    """One finished activation: its capacity is free again."""
 
     activation_id: str
-    invoker_id: str
     action_key: str
     memory: int
     status_code: StatusCode
+
+
+class Completions(BaseModel):
+    """invoker -> every initializer (fanout ``ft.completions``): the activations it finished
+    in one turn of its event loop, in one message (under load, dozens)."""
+
+    invoker_id: str
+    completed: list[Completion]
 
 
 class Heartbeat(BaseModel):

@@ -30,7 +30,7 @@ from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
 from bus.ids import now_ms
 from bus.models import (
     ActivationRequest,
-    Completion,
+    Completions,
     Heartbeat,
 )
 from bus.process import connections, run_process, stop_on_signals
@@ -84,8 +84,10 @@ class Initializer:
     async def start(self) -> None:
         self.broker.connection.reconnect_callbacks.add(
             lambda *_: self.registry.hearing_restored())
-        await self.broker.consume(None, self.on_heartbeat, prefetch=256, bind_to=HEALTH)
-        await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS)
+        await self.broker.consume(None, self.on_heartbeat, prefetch=256, bind_to=HEALTH,
+                                  auto_ack=True)
+        await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS,
+                                  auto_ack=True)
         # Bounded: messages beyond this wait in the broker, where other initializers see them.
         self._activations = await self.broker.consume(
             ACTIVATIONS, self.on_activation, prefetch=128)
@@ -114,17 +116,13 @@ class Initializer:
         await self.waiters.close()
 
     async def on_heartbeat(self, message: AbstractIncomingMessage) -> None:
-        try:
-            await self.registry.heartbeat(unpack(message.body, Heartbeat))
-        finally:
-            await settle(message)
+        await self.registry.heartbeat(unpack(message.body, Heartbeat))
 
     async def on_completion(self, message: AbstractIncomingMessage) -> None:
-        try:
-            done = unpack(message.body, Completion)
-            await self.registry.completed(done.invoker_id, done.activation_id, done.status_code)
-        finally:
-            await settle(message)
+        done = unpack(message.body, Completions)
+        for completion in done.completed:
+            await self.registry.completed(done.invoker_id, completion.activation_id,
+                                          completion.status_code)
 
     async def on_activation(self, message: AbstractIncomingMessage) -> None:
         try:

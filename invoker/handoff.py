@@ -2,7 +2,8 @@
 
 Final: the record goes to Redis (the durable answer), a destination (if the action's async
 policy names one) goes to ``ft.destinations``, then the advisory messages (reply to a waiting
-gateway, completion to the initializers, an event on ``ft.activation-events``), then the ack.
+gateway, an event on ``ft.activation-events``, and the completion to the initializers, which
+goes out with the others of the same event-loop turn), then the ack.
 Retry: the request goes back through a delay queue with ``attempt + 1`` and no record is
 written, so the one record an activation gets is its final one.
 """
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aio_pika.abc import AbstractIncomingMessage
 
 from bus.broker import COMPLETIONS, Broker, settle
+from bus.coalesce import Coalescer
 from bus.events import (
     ACTIVATION_EVENTS,
     DESTINATIONS_QUEUE,
@@ -29,6 +31,7 @@ from bus.models import (
     ActivationRecord,
     ActivationRequest,
     Completion,
+    Completions,
     StatusCode,
 )
 from bus.store import Store
@@ -66,6 +69,7 @@ class Handoff:
         self.invoker_id = invoker_id
         self.retry_base_ms = retry_base_ms
         self._delay_queues: set[int] = set()
+        self.completions: Coalescer[Completion] = Coalescer(self._send_completions, "completions")
 
     async def finish(
         self, req: ActivationRequest, message: AbstractIncomingMessage, record: ActivationRecord
@@ -79,6 +83,12 @@ class Handoff:
             await self._send_destination(req, record, condition)
             await self._advise(req, record, final=True)
         await settle(message)
+
+    async def _send_completions(self, completed: list[Completion]) -> None:
+        await self.broker.publish(
+            Completions(invoker_id=self.invoker_id, completed=completed),
+            exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
+            confirm=False)
 
     async def answer_again(self, req: ActivationRequest, record: ActivationRecord) -> None:
         """A redelivered request that already has its record: tell the waiters once more."""
@@ -148,12 +158,9 @@ class Handoff:
                 await self.broker.publish(
                     ActivationDone(activation_id=req.activation_id, record=record),
                     routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
-            await self.broker.publish(
-                Completion(activation_id=req.activation_id, invoker_id=self.invoker_id,
-                           action_key=req.action.key, memory=req.action.limits.memory,
-                           status_code=record.response.status_code),
-                exchange=COMPLETIONS, routing_key="", persistent=False, mandatory=False,
-                confirm=False)
+            self.completions.add(Completion(
+                activation_id=req.activation_id, action_key=req.action.key,
+                memory=req.action.limits.memory, status_code=record.response.status_code))
             if final:
                 await self._publish_event(record)
         except Exception as exc:

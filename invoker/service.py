@@ -125,6 +125,7 @@ class Invoker:
             await self.direct.close()
         if self._ticker is not None:
             self._ticker.cancel()
+        await self.handoff.completions.flush()
         await self._heartbeat()
         await asyncio.gather(*(self._destroy(cid) for cid in list(self.handles)))
         for task in list(self._tasks):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bus.ids import now_ms
-from bus.models import ActionSnapshot, ActivationRequest, Heartbeat
+from bus.models import ActionSnapshot, ActivationRequest, Heartbeat, StatusCode
 from initializer.registry import InvokerRegistry, Placed
 
 
@@ -52,3 +52,17 @@ async def test_direct_path_work_counts_although_nothing_was_placed() -> None:
     registry.invokers["i0"].inflight["mine"] = Placed(_request("mine"), t0 + 60_000, at=t0 - 5)
     [view] = registry.usable()
     assert view.inflight_memory == 256 + 512
+
+
+async def test_load_follows_placements_completions_and_replacements() -> None:
+    registry = InvokerRegistry(dead_after_s=10)
+    await registry.heartbeat(_beat(now_ms() - 1000, work_memory=0))
+    for aid in ("a", "b", "c"):
+        registry.placed("i0", _request(aid))
+    registry.placed("i0", _request("b"))  # placed again: still one activation
+    assert registry.usable()[0].inflight_memory == 3 * 256
+    await registry.completed("i0", "a", StatusCode.SUCCESS)
+    registry.timed_out("i0", "c")
+    assert registry.usable()[0].inflight_memory == 256
+    await registry.completed("i0", "b", StatusCode.SUCCESS)
+    assert registry.usable()[0].inflight_memory == 0
