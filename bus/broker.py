@@ -2,7 +2,8 @@
 publisher, and consumers that ack only after their handler has handed its output on.
 
 Topology (one vhost):
-  ft.activations     durable work queue, gateway -> initializers
+  ft.activations     durable work queue, gateway -> initializers (one ActivationRequest, or
+                     an ActivationBatch: AMQP type "batch")
   ft.invoker.<id>    durable queue per invoker, initializer -> invoker
   ft.replies.<gw>    exclusive reply queue per gateway, invoker -> gateway
   ft.completions     fanout exchange, invoker -> every initializer
@@ -35,8 +36,9 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 from pydantic import BaseModel
 
-from bus.codec import CONTENT_TYPE, pack
+from bus.codec import CONTENT_TYPE, pack, unpack
 from bus.events import ACTIVATION_EVENTS, DESTINATIONS_QUEUE, FEEDS_EXCHANGE, FIRES_QUEUE
+from bus.models import ActivationBatch, ActivationRequest
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ COMPLETIONS = "ft.completions"
 HEALTH = "ft.health"
 EVENTS = "ft.events"
 DEAD = "ft.dead"
+BATCH = "batch"  # AMQP type of an ActivationBatch on ft.activations
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
@@ -142,7 +145,7 @@ class Broker:
     async def publish(
         self, model: BaseModel, *, routing_key: str, exchange: str = "",
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
-        expiration: float | None = None, confirm: bool = True,
+        expiration: float | None = None, confirm: bool = True, message_type: str | None = None,
     ) -> None:
         """Publish a contract model (msgpack) and, with ``confirm``, wait for the broker's
         confirm: after this returns, the message is the broker's responsibility. Raises if the
@@ -151,14 +154,14 @@ class Broker:
         await self.publish_bytes(
             pack(model), content_type=CONTENT_TYPE, routing_key=routing_key, exchange=exchange,
             message_id=message_id, persistent=persistent, mandatory=mandatory,
-            expiration=expiration, confirm=confirm,
+            expiration=expiration, confirm=confirm, message_type=message_type,
         )
 
     async def publish_bytes(
         self, body: bytes, *, content_type: str | None, routing_key: str, exchange: str = "",
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
         expiration: float | None = None, confirm: bool = True,
-        headers: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None, message_type: str | None = None,
     ) -> None:
         """Like ``publish`` for bodies meant for any AMQP client (JSON for users' consumers)."""
         message = aio_pika.Message(
@@ -168,6 +171,7 @@ class Broker:
             delivery_mode=DeliveryMode.PERSISTENT if persistent else DeliveryMode.NOT_PERSISTENT,
             expiration=expiration,
             headers=headers,
+            type=message_type,
         )
         exchanges = self._exchanges if confirm else self._fast_exchanges
         outcome = await exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
@@ -213,6 +217,13 @@ class Broker:
                 await queue.cancel(tag)
             except Exception as exc:
                 log.warning("could not cancel consumer of %s: %s", queue.name, exc)
+
+
+def activation_requests(message: AbstractIncomingMessage) -> list[ActivationRequest]:
+    """The activations an ``ft.activations`` message carries: one, or a gateway's batch."""
+    if message.type == BATCH:
+        return unpack(message.body, ActivationBatch).requests
+    return [unpack(message.body, ActivationRequest)]
 
 
 async def settle(

@@ -176,6 +176,14 @@ class ActivationRequest(BaseModel):
     resent: bool = False
 
 
+class ActivationBatch(BaseModel):
+    """gateway -> initializers (``ft.activations``, AMQP type ``batch``): the activations a
+    gateway accepted in one turn of its event loop, in one confirmed message (one publish and
+    one ack for all of them under load). Each is placed on its own."""
+
+    requests: list[ActivationRequest]
+
+
 class DirectAnswer(BaseModel):
     """invoker -> gateway on the direct path: the record, or None when the invoker had no
     idle warm container for the action and did not take it (the gateway then publishes it)."""

@@ -39,6 +39,7 @@ from gateway.direct import DirectPath
 from gateway.errors import request_context
 from gateway.jsonio import json_response
 from gateway.limits import get_limits
+from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.state import (
     AUTHENTICATOR,
@@ -46,6 +47,7 @@ from gateway.state import (
     DIRECT,
     GATEWAY_ID,
     LIMITS,
+    PUBLISHER,
     REVOCATIONS,
     SETTINGS,
     STORE,
@@ -219,6 +221,7 @@ def build_app(
     app[SETTINGS] = settings
     app[STORE] = store
     app[BROKER] = broker
+    app[PUBLISHER] = ActivationPublisher(broker)
     app[LIMITS] = limits
     app[AUTHENTICATOR] = authenticator
     app[REVOCATIONS] = RevocationListener(store.redis, auth_cache)

@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bus.broker import ACTIVATIONS
 from bus.ids import new_activation_id
 from bus.models import ActionDoc, ActivationRecord, ActivationRequest, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
@@ -38,7 +37,7 @@ from gateway.errors import (
 )
 from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
-from gateway.state import BROKER, DIRECT, LIMITS, SETTINGS, STORE, WAITERS
+from gateway.state import DIRECT, LIMITS, PUBLISHER, SETTINGS, STORE, WAITERS
 from gateway.throttles import admit_invocation
 from gateway.validation import bool_param, check_entity_name
 
@@ -223,7 +222,7 @@ async def activate(
 async def _publish(app: web.Application, activation: ActivationRequest, namespace: str) -> None:
     activation_id = activation.activation_id
     try:
-        await app[BROKER].publish(activation, routing_key=ACTIVATIONS, message_id=activation_id)
+        await app[PUBLISHER].publish(activation)
     except Exception as exc:
         await _release_slot(app, namespace, activation_id)
         log.warning("publish of %s failed: %s", activation_id, exc)

@@ -10,12 +10,14 @@ from bus.store import Store
 from gateway.auth import Authenticator
 from gateway.auth_cache import RevocationListener
 from gateway.direct import DirectPath
+from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.validation import GatewayLimits
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BROKER = web.AppKey("broker", Broker)
+PUBLISHER = web.AppKey("publisher", ActivationPublisher)
 LIMITS = web.AppKey("limits", GatewayLimits)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 REVOCATIONS = web.AppKey("revocations", RevocationListener)

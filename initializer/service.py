@@ -20,6 +20,7 @@ from bus.broker import (
     HEALTH,
     Broker,
     Unroutable,
+    activation_requests,
     invoker_queue,
     settle,
     spawn,
@@ -88,9 +89,10 @@ class Initializer:
                                   auto_ack=True)
         await self.broker.consume(None, self.on_completion, prefetch=256, bind_to=COMPLETIONS,
                                   auto_ack=True)
-        # Bounded: messages beyond this wait in the broker, where other initializers see them.
+        # Bounded: messages beyond this wait in the broker, where other initializers see them
+        # (a message may be a gateway's batch of up to 32).
         self._activations = await self.broker.consume(
-            ACTIVATIONS, self.on_activation, prefetch=128)
+            ACTIVATIONS, self.on_activation, prefetch=64)
         await self.waiters.start()
         fires = FireConsumer(self.store, self.fanout)
         destinations = DestinationConsumer(self.store, self.broker)
@@ -126,14 +128,24 @@ class Initializer:
 
     async def on_activation(self, message: AbstractIncomingMessage) -> None:
         try:
-            req = unpack(message.body, ActivationRequest)
+            requests = activation_requests(message)
         except Exception:
             log.exception("poison message %s sent to ft.dead", message.message_id)
             await settle(message, ack=False, requeue=False)
             return
-        if is_sequence(req):
+        if len(requests) == 1 and is_sequence(requests[0]):
             # Runs for as long as its components do: off the consumer's path.
-            spawn(self._run_sequence(req, message), self._sequences_running)
+            spawn(self._run_sequence(requests[0], message), self._sequences_running)
+            return
+        # A batch is acked once all of it is placed: a crash before then redelivers all of
+        # it, and the records (first write wins) make any second run harmless.
+        await asyncio.gather(*(self._place(req) for req in requests))
+        await settle(message)
+
+    async def _place(self, req: ActivationRequest) -> None:
+        """On an invoker's queue (confirmed), or answered with an error once too old."""
+        if is_sequence(req):  # gateways send sequences alone; should one come in a batch
+            await self._requeue_alone(req)
             return
         memory = req.action.limits.memory
         while True:
@@ -147,7 +159,6 @@ class Initializer:
             if invoker is None:
                 if now_ms() - req.accepted_at > req.max_age_ms:
                     await self._expire(req)
-                    await settle(message)
                     return
                 await self._wait_for_capacity()
                 continue
@@ -164,8 +175,17 @@ class Initializer:
                 await asyncio.sleep(0.1)
                 continue
             self.registry.placed(invoker, req)
-            await settle(message)
             return
+
+    async def _requeue_alone(self, req: ActivationRequest) -> None:
+        while True:
+            try:
+                await self.broker.publish(req, routing_key=ACTIVATIONS,
+                                          message_id=req.activation_id)
+                return
+            except Exception as exc:
+                log.warning("could not requeue %s: %s", req.activation_id, exc)
+                await asyncio.sleep(0.1)
 
     async def _run_sequence(self, req: ActivationRequest, message: AbstractIncomingMessage) -> None:
         try:

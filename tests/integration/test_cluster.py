@@ -10,7 +10,10 @@ from typing import Any
 
 import aiohttp
 
-from bus.broker import Broker
+from bus.broker import ACTIVATIONS, BATCH, Broker
+from bus.ids import new_activation_id
+from bus.models import ActivationBatch
+from bus.requests import build_request
 from bus.store import Store
 from tests.cluster_fixtures import Cluster, wait_for_stem_cells
 
@@ -216,3 +219,21 @@ async def test_unauthenticated_is_401(cluster: Cluster) -> None:
         async with anon.get(ACTIONS, headers={"Authorization": bad}) as resp:
             assert resp.status == 401
             assert (await resp.json())["error"] == "The supplied authentication is invalid"
+
+
+async def test_a_batch_from_a_gateway_gets_one_record_per_activation(
+    cluster: Cluster, http: aiohttp.ClientSession, store: Store, broker: Broker
+) -> None:
+    name = _name("batch")
+    await _create(http, name, GREET)
+    doc = await store.get_action("guest", name)
+    assert doc is not None
+    requests = [build_request(doc, {"name": f"n{n}"}, namespace="guest",
+                              activation_id=new_activation_id(), transaction_id="t",
+                              asynchronous=True)
+                for n in range(3)]
+    await broker.publish(ActivationBatch(requests=requests), routing_key=ACTIVATIONS,
+                         message_type=BATCH)
+    for n, request in enumerate(requests):
+        record = await _record_when_ready(http, request.activation_id)
+        assert record["response"]["result"] == {"greeting": f"Hello n{n}"}

@@ -20,8 +20,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from bus.broker import ACTIVATIONS, Broker, settle
-from bus.codec import CONTENT_TYPE, unpack, unpack_obj
+from bus.broker import ACTIVATIONS, BATCH, Broker, activation_requests, settle
+from bus.codec import CONTENT_TYPE, unpack_obj
 from bus.config import Settings
 from bus.ids import new_activation_id, now_ms
 from bus.models import (
@@ -34,9 +34,10 @@ from bus.models import (
     NamespaceAuth,
     StatusCode,
 )
+from bus.requests import build_request
 from bus.store import Store
 from gateway.app import build_app
-from gateway.state import WAITERS
+from gateway.state import PUBLISHER, WAITERS
 from gateway.validation import GatewayLimits
 from runtimes.kinds import supported_kinds
 from tests.conftest import fresh_vhost
@@ -139,18 +140,18 @@ class FakeInvoker:
         return self._arrivals[activation_id]
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        request = unpack(message.body, ActivationRequest)
-        self.messages[request.activation_id] = message
-        arrival = self._arrival(request.activation_id)
-        if not arrival.done():
-            arrival.set_result(request)
-        self.arrived.put_nowait(request)
-        record = self.respond(request) if self.respond and request.reply_to else None
-        if record is not None and request.reply_to:
-            done = ActivationDone(activation_id=request.activation_id, record=record)
-            await self.broker.publish(
-                done, routing_key=request.reply_to, persistent=False, mandatory=False
-            )
+        for request in activation_requests(message):
+            self.messages[request.activation_id] = message
+            arrival = self._arrival(request.activation_id)
+            if not arrival.done():
+                arrival.set_result(request)
+            self.arrived.put_nowait(request)
+            record = self.respond(request) if self.respond and request.reply_to else None
+            if record is not None and request.reply_to:
+                done = ActivationDone(activation_id=request.activation_id, record=record)
+                await self.broker.publish(
+                    done, routing_key=request.reply_to, persistent=False, mandatory=False
+                )
         await settle(message)
 
     async def received(self, activation_id: str, timeout: float = 5.0) -> ActivationRequest:
@@ -773,3 +774,27 @@ async def test_activations_validation_and_isolation(
                  "Parameter may be a 'simple' name or 'package-name/simple' name: a/b/c")
     assert_error(await api.call("GET", path, params={"limit": "500"}), 400,
                  "The value '500' is not in the range of 0 to 200 for activations.")
+
+
+async def test_activations_of_one_turn_share_one_confirmed_message(
+    gateway: Gateway, api: Api, store: Store, invoker: FakeInvoker
+) -> None:
+    name = new_name()
+    await create(api, name)
+    doc = await store.get_action(api.namespace, name)
+    assert doc is not None
+    requests = [build_request(doc, {"n": n}, namespace=api.namespace,
+                              activation_id=new_activation_id(), transaction_id="t")
+                for n in range(5)]
+    await asyncio.gather(*(gateway.app[PUBLISHER].publish(r) for r in requests))
+    arrived = [await invoker.received(r.activation_id) for r in requests]
+    assert [r.payload for r in arrived] == [{"n": n} for n in range(5)]
+    [message] = {id(invoker.messages[r.activation_id]): invoker.messages[r.activation_id]
+                 for r in requests}.values()
+    assert message.type == BATCH and message.delivery_mode == 2  # persistent
+    # A lone one goes as itself, named by its id.
+    alone = build_request(doc, {}, namespace=api.namespace, activation_id=new_activation_id(),
+                          transaction_id="t")
+    await gateway.app[PUBLISHER].publish(alone)
+    await invoker.received(alone.activation_id)
+    assert invoker.messages[alone.activation_id].message_id == alone.activation_id

@@ -41,3 +41,19 @@ async def test_a_failed_batch_does_not_stop_the_next() -> None:
     coalescer.add("good")
     await coalescer.flush()
     assert sent == [["good"]]
+
+
+async def test_submitters_wait_for_their_batch_and_get_its_failure() -> None:
+    sent: list[list[str]] = []
+
+    async def send(batch: list[str]) -> None:
+        if "bad" in batch:
+            raise ConnectionError("refused")
+        sent.append(batch)
+
+    coalescer: Coalescer[str] = Coalescer(send, "words", max_batch=2)
+    outcomes = await asyncio.gather(*(coalescer.submit(w) for w in ("a", "b", "bad", "c")),
+                                    return_exceptions=True)
+    assert sent == [["a", "b"]]  # two per batch: ["bad", "c"] failed together
+    assert outcomes[:2] == [None, None]
+    assert all(isinstance(o, ConnectionError) for o in outcomes[2:])
