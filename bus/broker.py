@@ -87,6 +87,7 @@ class Broker:
         self._fast_exchanges: dict[str, AbstractExchange] = {}
         self._consumer_channels: list[AbstractChannel] = []
         self._consumer_tags: dict[str, str] = {}
+        self._inspect_channel: AbstractChannel | None = None
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "funtainer") -> Broker:
@@ -208,6 +209,16 @@ class Broker:
             await q.bind(bind_to)
         self._consumer_tags[q.name] = await q.consume(handler, no_ack=auto_ack)
         return q
+
+    async def backlog(self, queue: str) -> int:
+        """Messages waiting in ``queue`` (not delivered to a consumer yet). Asked on a channel
+        of its own: a passive declare of a missing queue closes the channel it was sent on."""
+        if self._inspect_channel is None or self._inspect_channel.is_closed:
+            self._inspect_channel = await self.connection.channel()
+        # The underlying channel: a robust one answers a repeated passive declare from memory.
+        channel = await self._inspect_channel.get_underlay_channel()
+        declared = await channel.queue_declare(queue=queue, passive=True)
+        return int(declared.message_count or 0)
 
     async def stop_consuming(self, queue: AbstractQueue) -> None:
         """Stop new deliveries; unacked messages stay with us until settled."""

@@ -236,6 +236,9 @@ class Heartbeat(BaseModel):
     # Activation ids it holds (running or waiting for a container): a live invoker is still on
     # them, so their forced-completion deadlines move on (waiting is not being unresponsive).
     held: list[str] = Field(default_factory=list)
+    # Activations waiting in its queue on the broker, beyond what it took: while there are
+    # any, the work placed there is queued behind live work, not lost.
+    backlog: int = 0
 
 
 # ---------------------------------------------------------------------------------------------

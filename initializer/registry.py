@@ -124,14 +124,17 @@ class InvokerRegistry:
 
     def _extend_held(self, state: InvokerState, held: list[str]) -> None:
         """Work a heart-beating invoker still holds may wait there behind other work for
-        longer than its own time limit: its deadline counts from now. The invoker bounds each
-        run by the action's timeout; the deadline is for invokers that stopped or lost it."""
+        longer than its own time limit: its deadline counts from now. So does all the work
+        placed there while its queue still has a backlog: it waits in line, it is not lost
+        (with no room anywhere, work piles up in the least loaded invoker's queue). The
+        invoker bounds each run by the action's timeout; the deadline is for invokers that
+        stopped or lost it."""
         now = now_ms()
-        for activation_id in held:
-            placed = state.inflight.get(activation_id)
-            if placed is not None:
-                placed.deadline = max(placed.deadline, now + placed.request.action.limits.timeout
-                                      + self.deadline_margin_ms)
+        waiting = state.inflight.values() if state.beat.backlog else (
+            placed for placed in map(state.inflight.get, held) if placed is not None)
+        for placed in waiting:
+            placed.deadline = max(placed.deadline, now + placed.request.action.limits.timeout
+                                  + self.deadline_margin_ms)
 
     async def completed(self, invoker_id: str, activation_id: str, status: StatusCode) -> None:
         state = self.invokers.get(invoker_id)

@@ -439,6 +439,10 @@ class Invoker:
                 log.exception("housekeeping failed")
 
     async def _heartbeat(self) -> None:
+        backlog = 0
+        if self._queue is not None and not self.draining:
+            with contextlib.suppress(Exception):
+                backlog = await self.broker.backlog(self._queue.name)
         beat = Heartbeat(
             invoker_id=self.id, at=now_ms(), user_memory=self.settings.user_memory_mb,
             free_memory=self.pool.free_memory, busy=self.pool.busy_count,
@@ -448,6 +452,7 @@ class Invoker:
             direct=str(self.direct.path) if self.direct is not None and not self.draining else None,
             direct_memory=sum(c.request.action.limits.memory for c in self.jobs.values()
                               if c.answer is not None and c.message is None),
+            backlog=backlog,
         )
         with contextlib.suppress(Exception):
             await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,

@@ -94,3 +94,19 @@ async def test_unroutable_publish_raises_instead_of_vanishing(broker: Broker) ->
     beat = Heartbeat(invoker_id="x", at=now_ms(), user_memory=1, free_memory=1, busy=0, queued=0)
     with pytest.raises(Unroutable):
         await broker.publish(beat, routing_key="ft.invoker.no-such-invoker")
+
+
+async def test_backlog_counts_waiting_messages_and_survives_a_missing_queue(
+    broker: Broker,
+) -> None:
+    name = await broker.declare_invoker_queue(f"backlog-{new_activation_id()[:8]}")
+    beat = Heartbeat(invoker_id="x", at=now_ms(), user_memory=1, free_memory=1, busy=0, queued=0)
+    for _ in range(3):
+        await broker.publish(beat, routing_key=name)
+    assert await broker.backlog(name) == 3
+    await broker.publish(beat, routing_key=name)
+    assert await broker.backlog(name) == 4  # asked again, not remembered
+    with pytest.raises(Exception):  # noqa: B017 - aiormq's ChannelNotFoundEntity
+        await broker.backlog("ft.invoker.no-such-invoker")
+    assert await broker.backlog(name) == 4  # the closed channel was replaced
+    await broker.publish(beat, routing_key=name)  # and publishing was never affected

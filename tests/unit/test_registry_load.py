@@ -66,3 +66,16 @@ async def test_load_follows_placements_completions_and_replacements() -> None:
     assert registry.usable()[0].inflight_memory == 256
     await registry.completed("i0", "b", StatusCode.SUCCESS)
     assert registry.usable()[0].inflight_memory == 0
+
+
+async def test_a_backlog_in_the_invokers_queue_moves_every_deadline_on() -> None:
+    registry = InvokerRegistry(dead_after_s=10, deadline_margin_s=0)
+    t0 = now_ms()
+    await registry.heartbeat(_beat(t0, work_memory=0))
+    registry.placed("i0", _request("queued"))
+    placed = registry.invokers["i0"].inflight["queued"]
+    placed.deadline = t0 - 1  # as if it had waited in the queue past its deadline
+    await registry.heartbeat(_beat(t0 + 1, work_memory=0))  # no backlog: it stays overdue
+    assert [p.request.activation_id for _, p in registry.overdue()] == ["queued"]
+    await registry.heartbeat(_beat(t0 + 2, work_memory=0).model_copy(update={"backlog": 3}))
+    assert registry.overdue() == [] and placed.deadline > now_ms()
