@@ -15,6 +15,7 @@ from cli.output import (
     annotation,
     format_action_list,
     format_summary,
+    print_got,
     print_json,
     sort_actions_by_name,
 )
@@ -139,12 +140,8 @@ def action_get(args: argparse.Namespace) -> int:
         print(_action_url(context, name, action))
     elif args.summary:
         print(format_action_summary(action))
-    elif args.field:
-        print(f"ok: got action {name.entity}, displaying field {args.field}")
-        print_json(action.get(args.field))
     else:
-        print(f"ok: got action {name.entity}")
-        print_json(action)
+        print_got("action", name.entity, action, args.field)
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from cli.context import Context
 from cli.errors import EXIT_OK, CliError
-from cli.output import format_activation_table, format_logs, print_json
+from cli.output import format_activation_table, format_logs, print_got, print_json
 
 # Fields `ft activation get ID FIELD` accepts (wsk checks against its Activation struct).
 ACTIVATION_FIELDS = (
@@ -107,12 +107,8 @@ def activation_get(args: argparse.Namespace) -> int:
     elif args.logs:
         if activation.get("logs"):
             print(format_logs(activation["logs"], strip=True))
-    elif field:
-        print(f"ok: got activation {activation_id}, displaying field {field}")
-        print_json(activation.get(field))
     else:
-        print(f"ok: got activation {activation_id}")
-        print_json(activation)
+        print_got("activation", activation_id, activation, field)
     return EXIT_OK
 
 

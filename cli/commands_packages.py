@@ -10,7 +10,7 @@ from cli.commands_triggers import list_namespace
 from cli.context import Context
 from cli.errors import EXIT_OK, CliError
 from cli.names import QualifiedName
-from cli.output import format_summary, full_name, print_json, sort_by_name
+from cli.output import format_summary, full_name, print_got, sort_by_name
 from cli.params import as_key_value_list, collect_values
 
 # Fields `ft package get NAME FIELD` accepts (wsk checks against its Package struct).
@@ -88,12 +88,8 @@ def package_get(args: argparse.Namespace) -> int:
     ).body
     if args.summary:
         print(format_summary(package, "package"))
-    elif args.field:
-        print(f"ok: got package {name.name}, displaying field {args.field}")
-        print_json(package.get(args.field))
     else:
-        print(f"ok: got package {name.name}")
-        print_json(package)
+        print_got("package", name.name, package, args.field)
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ from cli.commands_triggers import list_namespace
 from cli.context import Context
 from cli.errors import EXIT_OK, CliError
 from cli.names import QualifiedName
-from cli.output import format_rule_list, print_json, sort_by_name
+from cli.output import format_rule_list, print_got, sort_by_name
 
 # Fields `ft rule get NAME FIELD` accepts (wsk checks against its Rule struct).
 RULE_FIELDS = (
@@ -95,12 +95,7 @@ def rule_get(args: argparse.Namespace) -> int:
     if args.field and args.field not in RULE_FIELDS:
         raise CliError(f"Invalid field filter '{args.field}'.")
     rule = context.call(f"Unable to get rule '{name.entity}'", "GET", rules_path(name)).body
-    if args.field:
-        print(f"ok: got rule {name.entity}, displaying field {args.field}")
-        print_json(rule.get(args.field))
-    else:
-        print(f"ok: got rule {name.entity}")
-        print_json(rule)
+    print_got("rule", name.entity, rule, args.field)
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from cli.output import (
     annotation,
     format_summary,
     format_trigger_list,
+    print_got,
     print_json,
     sort_by_name,
 )
@@ -220,12 +221,8 @@ def trigger_get(args: argparse.Namespace) -> int:
     ).body
     if args.summary:
         print(format_summary(trigger, "trigger"))
-    elif args.field:
-        print(f"ok: got trigger {name.entity}, displaying field {args.field}")
-        print_json(trigger.get(args.field))
     else:
-        print(f"ok: got trigger {name.entity}")
-        print_json(trigger)
+        print_got("trigger", name.entity, trigger, args.field)
     return EXIT_OK
 
 

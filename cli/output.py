@@ -193,3 +193,13 @@ def strip_log_line(line: str) -> str:
 def format_logs(lines: list[Any], strip: bool) -> str:
     texts = [line if isinstance(line, str) else json.dumps(line) for line in lines]
     return "\n".join(strip_log_line(t) if strip else t for t in texts)
+
+
+def print_got(kind: str, name: str, entity: dict[str, Any], field: str | None) -> None:
+    """What wsk prints for ``<kind> get``: the whole entity, or one field of it."""
+    if field:
+        print(f"ok: got {kind} {name}, displaying field {field}")
+        print_json(entity.get(field))
+    else:
+        print(f"ok: got {kind} {name}")
+        print_json(entity)
