@@ -4,7 +4,8 @@ publisher, and consumers that ack only after their handler has handed its output
 Topology (one vhost):
   ft.activations     durable work queue, gateway -> initializers (one ActivationRequest, or
                      an ActivationBatch: AMQP type "batch")
-  ft.invoker.<id>    durable queue per invoker, initializer -> invoker
+  ft.invoker.<id>    durable queue per invoker, initializer -> invoker (one request, or a batch
+                     of those placed there in one turn of the initializer's event loop)
   ft.replies.<gw>    exclusive reply queue per gateway, invoker -> gateway
   ft.completions     fanout exchange, invoker -> every initializer
   ft.health          fanout exchange, invoker heartbeats -> every initializer
@@ -47,7 +48,7 @@ COMPLETIONS = "ft.completions"
 HEALTH = "ft.health"
 EVENTS = "ft.events"
 DEAD = "ft.dead"
-BATCH = "batch"  # AMQP type of an ActivationBatch on ft.activations
+BATCH = "batch"  # AMQP type of an ActivationBatch (ft.activations, ft.invoker.<id>)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
@@ -158,6 +159,19 @@ class Broker:
             expiration=expiration, confirm=confirm, message_type=message_type,
         )
 
+    async def publish_activations(
+        self, activations: list[ActivationRequest], *, routing_key: str
+    ) -> None:
+        """Several activations to one queue, confirmed: one alone as itself (named by its id),
+        more as one ``ActivationBatch``."""
+        if len(activations) == 1:
+            [activation] = activations
+            await self.publish(activation, routing_key=routing_key,
+                               message_id=activation.activation_id)
+        else:
+            await self.publish(ActivationBatch(requests=activations), routing_key=routing_key,
+                               message_type=BATCH)
+
     async def publish_bytes(
         self, body: bytes, *, content_type: str | None, routing_key: str, exchange: str = "",
         message_id: str | None = None, persistent: bool = True, mandatory: bool = True,
@@ -231,7 +245,8 @@ class Broker:
 
 
 def activation_requests(message: AbstractIncomingMessage) -> list[ActivationRequest]:
-    """The activations an ``ft.activations`` message carries: one, or a gateway's batch."""
+    """The activations a message of ``ft.activations`` or an invoker's queue carries: one, or
+    a batch."""
     if message.type == BATCH:
         return unpack(message.body, ActivationBatch).requests
     return [unpack(message.body, ActivationRequest)]

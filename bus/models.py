@@ -177,9 +177,10 @@ class ActivationRequest(BaseModel):
 
 
 class ActivationBatch(BaseModel):
-    """gateway -> initializers (``ft.activations``, AMQP type ``batch``): the activations a
-    gateway accepted in one turn of its event loop, in one confirmed message (one publish and
-    one ack for all of them under load). Each is placed on its own."""
+    """gateway -> initializers (``ft.activations``) and initializer -> invoker
+    (``ft.invoker.<id>``), AMQP type ``batch``: the activations sent to one place in one turn
+    of the sender's event loop, in one confirmed message (one publish and one ack for all of
+    them under load). Each is still placed, run and answered on its own."""
 
     requests: list[ActivationRequest]
 

@@ -7,9 +7,9 @@ Sequences go alone: the initializer acks their message only when the whole seque
 
 from __future__ import annotations
 
-from bus.broker import ACTIVATIONS, BATCH, Broker
+from bus.broker import ACTIVATIONS, Broker
 from bus.coalesce import Coalescer
-from bus.models import ActivationBatch, ActivationRequest
+from bus.models import ActivationRequest
 from bus.requests import SEQUENCE
 
 MAX_BATCH = 32
@@ -29,10 +29,4 @@ class ActivationPublisher:
             await self._batches.submit(activation)
 
     async def _send(self, activations: list[ActivationRequest]) -> None:
-        if len(activations) == 1:
-            [activation] = activations
-            await self.broker.publish(activation, routing_key=ACTIVATIONS,
-                                      message_id=activation.activation_id)
-        else:
-            await self.broker.publish(ActivationBatch(requests=activations),
-                                      routing_key=ACTIVATIONS, message_type=BATCH)
+        await self.broker.publish_activations(activations, routing_key=ACTIVATIONS)

@@ -15,9 +15,7 @@ import logging
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from bus.broker import ACTIVATIONS, Broker, invoker_queue, settle
-from bus.codec import unpack
-from bus.models import ActivationRequest
+from bus.broker import ACTIVATIONS, Broker, activation_requests, invoker_queue, settle
 from bus.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,19 +58,19 @@ class QueueDrain:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            req = unpack(message.body, ActivationRequest)
+            requests = activation_requests(message)
         except Exception:
             log.exception("poison message %s sent to ft.dead", message.message_id)
             await settle(message, ack=False, requeue=False)
             return
         try:
-            if not await self.store.has_record(req.activation_id):
-                again = req.model_copy(update={"attempt": req.attempt + 1, "held_by": None})
-                await self.broker.publish(again, routing_key=ACTIVATIONS,
-                                          message_id=req.activation_id)
-                self.moved += 1
+            again = [req.model_copy(update={"attempt": req.attempt + 1, "held_by": None})
+                     for req in requests if not await self.store.has_record(req.activation_id)]
+            if again:
+                await self.broker.publish_activations(again, routing_key=ACTIVATIONS)
+                self.moved += len(again)
         except Exception as exc:
-            log.warning("could not reschedule %s: %s", req.activation_id, exc)
+            log.warning("could not reschedule %s: %s", message.message_id, exc)
             await settle(message, ack=False, requeue=True)
             return
         await settle(message)

@@ -25,6 +25,7 @@ from bus.broker import (
     settle,
     spawn,
 )
+from bus.coalesce import Coalescer
 from bus.codec import unpack
 from bus.config import Settings
 from bus.events import DESTINATIONS_QUEUE, FIRES_QUEUE
@@ -51,6 +52,7 @@ from initializer.supervision import Supervisor
 log = logging.getLogger(__name__)
 
 NO_INVOKER_WAIT_S = 1.0
+INVOKER_BATCH = 16  # an invoker acks a batch when its last activation is done
 EXPIRED = "The activation was not started within its maximum age ({s} s): no invoker had room."
 
 
@@ -81,6 +83,7 @@ class Initializer:
         self._sequences_running: set[asyncio.Task[None]] = set()
         self._activations: AbstractQueue | None = None
         self._event_queues: list[AbstractQueue] = []
+        self._outboxes: dict[str, Coalescer[ActivationRequest]] = {}
 
     async def start(self) -> None:
         self.broker.connection.reconnect_callbacks.add(
@@ -163,8 +166,7 @@ class Initializer:
                 await self._wait_for_capacity()
                 continue
             try:
-                await self.broker.publish(req, routing_key=invoker_queue(invoker),
-                                          message_id=req.activation_id)
+                await self._outbox(invoker).submit(req)
             except Unroutable as exc:
                 # Its queue is gone: not an invoker we can use until it announces itself again.
                 log.warning("invoker %s has no queue (%s); forgetting it", invoker, exc)
@@ -176,6 +178,19 @@ class Initializer:
                 continue
             self.registry.placed(invoker, req)
             return
+
+    def _outbox(self, invoker: str) -> Coalescer[ActivationRequest]:
+        """What is placed on ``invoker`` in one turn goes there as one message."""
+        outbox = self._outboxes.get(invoker)
+        if outbox is None:
+            queue = invoker_queue(invoker)
+
+            async def send(activations: list[ActivationRequest]) -> None:
+                await self.broker.publish_activations(activations, routing_key=queue)
+
+            outbox = self._outboxes[invoker] = Coalescer(send, f"activations for {invoker}",
+                                                         max_batch=INVOKER_BATCH)
+        return outbox
 
     async def _requeue_alone(self, req: ActivationRequest) -> None:
         while True:

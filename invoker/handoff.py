@@ -15,9 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from aio_pika.abc import AbstractIncomingMessage
-
-from bus.broker import COMPLETIONS, Broker, settle
+from bus.broker import COMPLETIONS, Broker
 from bus.coalesce import Coalescer
 from bus.events import (
     ACTIVATION_EVENTS,
@@ -71,9 +69,8 @@ class Handoff:
         self._delay_queues: set[int] = set()
         self.completions: Coalescer[Completion] = Coalescer(self._send_completions, "completions")
 
-    async def finish(
-        self, req: ActivationRequest, message: AbstractIncomingMessage, record: ActivationRecord
-    ) -> None:
+    async def finish(self, req: ActivationRequest, record: ActivationRecord) -> None:
+        """Everything but the ack, which is the caller's (its message may carry others)."""
         condition = self._final_condition(req, record)
         if condition is None:
             await _until_done(f"retry of {req.activation_id}", lambda: self._retry_later(req))
@@ -82,7 +79,6 @@ class Handoff:
             record = await self.store_record(record)
             await self._send_destination(req, record, condition)
             await self._advise(req, record, final=True)
-        await settle(message)
 
     async def _send_completions(self, completed: list[Completion]) -> None:
         await self.broker.publish(

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import HEALTH, Broker, settle, spawn
-from bus.codec import unpack
+from bus.broker import ACTIVATIONS, HEALTH, Broker, activation_requests, settle, spawn
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import (
@@ -27,6 +26,7 @@ from bus.process import connections, run_process, stop_on_signals
 from bus.store import Store
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
+from invoker.deliveries import Delivery
 from invoker.direct import DirectServer
 from invoker.handoff import Handoff
 from invoker.logs import collect
@@ -48,7 +48,7 @@ CODE_CACHE_ENTRIES = 256
 class JobContext:
     request: ActivationRequest
     # None for the direct path until (if ever) its held copy arrives through the queue.
-    message: AbstractIncomingMessage | None
+    message: Delivery | None
     received_at: float = field(default_factory=time.monotonic)
     answer: asyncio.Future[ActivationRecord] | None = None  # the direct caller's
 
@@ -112,7 +112,7 @@ class Invoker:
         for job in self.pool.drain():
             ctx = self.jobs.pop(job.activation_id, None)
             if ctx is not None and ctx.message is not None:
-                await settle(ctx.message, ack=False, requeue=True)
+                await self._hand_back(ctx.request, ctx.message)
         running = [t for t in self._tasks if not t.done()]
         if running:
             await asyncio.wait(running, timeout=grace_s)
@@ -120,7 +120,7 @@ class Invoker:
             # A direct activation without a held copy goes back to its gateway instead,
             # when the connection closes.
             if ctx.message is not None:
-                await settle(ctx.message, ack=False, requeue=True)
+                await self._hand_back(ctx.request, ctx.message)
         if self.direct is not None:
             await self.direct.close()
         if self._ticker is not None:
@@ -135,7 +135,7 @@ class Invoker:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            req = unpack(message.body, ActivationRequest)
+            requests = activation_requests(message)
         except Exception:
             log.exception("poison message %s sent to ft.dead", message.message_id)
             await settle(message, ack=False, requeue=False)
@@ -143,6 +143,11 @@ class Invoker:
         if self.draining:
             await settle(message, ack=False, requeue=True)
             return
+        delivery = Delivery(message, len(requests))
+        for req in requests:
+            await self._take(req, delivery, again=message.redelivered)
+
+    async def _take(self, req: ActivationRequest, delivery: Delivery, *, again: bool) -> None:
         aid = req.activation_id
         if aid in self.jobs:
             # Delivered again while still running here (a redelivery, a retried caller's
@@ -150,31 +155,45 @@ class Invoker:
             # ack, and the answer goes to whoever waits now.
             running = self.jobs[aid]
             if running.message is not None:
-                await settle(running.message)
-            running.message = message
+                await running.message.done()
+            running.message = delivery
             if req.reply_to:
                 running.request = running.request.model_copy(update={"reply_to": req.reply_to})
             return
-        if message.redelivered or req.resent or req.held_by:
+        if again or req.resent or req.held_by:
             existing = await self.store.get_record(aid)
             if existing is not None:
                 # It ran before a crash lost the ack: answer again with the same record.
                 await self.handoff.answer_again(req, existing)
-                await settle(message)
+                await delivery.done()
                 return
         action = req.action
         if action.limits.memory > self.settings.user_memory_mb:
-            await self._complete(JobContext(req, message), build_record(
+            await self._complete(JobContext(req, delivery), build_record(
                 req, oc.whisk_error(oc.PROVISION_FAILED), start=now_ms(), end=now_ms(), logs=[],
                 init_ms=None, invoker_id=self.id))
             return
         if self.draining:  # stop() may have begun while we awaited Redis above
-            await settle(message, ack=False, requeue=True)
+            await self._hand_back(req, delivery)
             return
-        self.jobs[aid] = JobContext(req, message)
+        self.jobs[aid] = JobContext(req, delivery)
         job = Job(aid, action.key, req.invoking_namespace, action.container_kind,
                   action.limits.memory)
         self.apply(self.pool.submit(job, time.monotonic()))
+
+    async def _hand_back(self, req: ActivationRequest, delivery: Delivery) -> None:
+        """Stopping: work not started here goes back for another invoker. A message that
+        carries nothing else is simply returned to the queue; one of a batch is published
+        again on its own (then its share of the batch is done)."""
+        if delivery.alone:
+            await delivery.give_back()
+            return
+        try:
+            await self.broker.publish(req, routing_key=ACTIVATIONS, message_id=req.activation_id)
+        except Exception as exc:  # unacked, the whole batch comes back when we are gone
+            log.warning("could not hand %s back: %s", req.activation_id, exc)
+            return
+        await delivery.done()
 
     async def run_direct(self, req: ActivationRequest) -> ActivationRecord | None:
         """The direct path: run ``req`` at once on an idle warm container and return its
@@ -411,7 +430,8 @@ class Invoker:
         aid = ctx.request.activation_id
         if ctx.answer is None:
             assert ctx.message is not None
-            await self.handoff.finish(ctx.request, ctx.message, record)
+            await self.handoff.finish(ctx.request, record)
+            await ctx.message.done()
             self.jobs.pop(aid, None)
             return
         record = await self.handoff.store_record(record)
@@ -425,7 +445,7 @@ class Invoker:
         else:
             # The initializer supervises it and the gateway waits on its reply queue.
             await self.handoff.answer_again(ctx.request, record)
-            await settle(held)
+            await held.done()
 
     # -- housekeeping ------------------------------------------------------------------------
 
