@@ -37,16 +37,20 @@ def _cgroup_dir(engine_id: str) -> Path | None:
 
 
 def container_mb(engine_id: str) -> float | None:
+    """None if it has no cgroup (any more: the invoker may remove it while we read)."""
     where = _cgroup_dir(engine_id)
     if where is None:
         return None
-    stat = dict(line.split() for line in (where / "memory.stat").read_text().splitlines())
-    if (where / "memory.current").exists():  # cgroup v2
-        used = int((where / "memory.current").read_text())
-        inactive = int(stat.get("inactive_file", 0))
-    else:
-        used = int((where / "memory.usage_in_bytes").read_text())
-        inactive = int(stat.get("total_inactive_file", 0))
+    try:
+        stat = dict(line.split() for line in (where / "memory.stat").read_text().splitlines())
+        if (where / "memory.current").exists():  # cgroup v2
+            used = int((where / "memory.current").read_text())
+            inactive = int(stat.get("inactive_file", 0))
+        else:
+            used = int((where / "memory.usage_in_bytes").read_text())
+            inactive = int(stat.get("total_inactive_file", 0))
+    except OSError:
+        return None
     return round((used - inactive) / MB, 1)
 
 

@@ -35,6 +35,9 @@ async def _load(bc: BenchCluster, name: str, async_name: str, stop: asyncio.Even
                 counts["blocking"] += 1
             except Exception:
                 counts["errors"] += 1
+                # A call that fails without waiting (a closed session) must not spin: that
+                # starves the loop, and with it the sampler and the cluster's shutdown.
+                await asyncio.sleep(0.1)
 
     async def bursts() -> None:
         while not stop.is_set():
@@ -67,16 +70,19 @@ async def run_soak(duration_s: float, interval_s: float) -> dict[str, Any]:
         await bc.create_action(async_name)
         stop = asyncio.Event()
         load = asyncio.create_task(_load(bc, name, async_name, stop, counts))
-        await asyncio.sleep(WARM_UP_S)
-        started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < duration_s:
-            taken = await snapshot(bc)
-            samples.append({"t_s": round(elapsed, 1), **taken})
-            print(f".. soak {elapsed:5.0f} s: {taken['processes_mb']} containers "
-                  f"{taken['containers'].get('p50_mb')} MB", flush=True)
-            await asyncio.sleep(interval_s)
-        stop.set()
-        await load
+        try:
+            await asyncio.sleep(WARM_UP_S)
+            started = time.monotonic()
+            while (elapsed := time.monotonic() - started) < duration_s:
+                taken = await snapshot(bc)
+                samples.append({"t_s": round(elapsed, 1), **taken})
+                print(f".. soak {elapsed:5.0f} s: {taken['processes_mb']} containers "
+                      f"{taken['containers'].get('p50_mb')} MB", flush=True)
+                await asyncio.sleep(interval_s)
+        finally:
+            # Stopped before the cluster goes, also when sampling failed.
+            stop.set()
+            await load
     roles = list(samples[0]["processes_mb"]) if samples else []
     growth = {role: _growth([s["processes_mb"][role] for s in samples]) for role in roles}
     containers = [s["containers"]["p50_mb"] for s in samples if s["containers"].get("count")]

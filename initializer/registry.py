@@ -154,6 +154,12 @@ class InvokerRegistry:
         if state is not None and state.inflight.pop(activation_id, None) is not None:
             state.ring.add(Outcome.TIMEOUT, time.monotonic())
 
+    def unplaced(self, invoker_id: str, activation_id: str) -> None:
+        """A placement that did not happen after all (its publish failed)."""
+        state = self.invokers.get(invoker_id)
+        if state is not None:
+            state.inflight.pop(activation_id, None)
+
     def forget(self, invoker_id: str) -> None:
         """Drop an invoker until its next heartbeat (e.g. its queue vanished)."""
         self.invokers.pop(invoker_id, None)

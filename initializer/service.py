@@ -165,6 +165,10 @@ class Initializer:
                     return
                 await self._wait_for_capacity()
                 continue
+            # Counted before it is sent: its invoker may run it and report its completion
+            # before the broker's confirm reaches us, and a completion of work not yet counted
+            # would be lost (the work would then look stuck there until its deadline).
+            self.registry.placed(invoker, req)
             try:
                 await self._outbox(invoker).submit(req)
             except Unroutable as exc:
@@ -174,9 +178,9 @@ class Initializer:
                 continue
             except Exception as exc:
                 log.warning("could not hand %s to %s: %s", req.activation_id, invoker, exc)
+                self.registry.unplaced(invoker, req.activation_id)
                 await asyncio.sleep(0.1)
                 continue
-            self.registry.placed(invoker, req)
             return
 
     def _outbox(self, invoker: str) -> Coalescer[ActivationRequest]:
