@@ -17,13 +17,13 @@ import os
 import platform
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import uvloop
 
 from bench.cluster import NS, BenchCluster, running_cluster
+from bench.cpu_budget import cpu_seconds
 from bench.env import RESULTS
 from bench.suite import STEM_CELLS
 from bus.events import FEEDS_EXCHANGE, EntityRef, FeedChanged, FeedDoc, RuleLink, TriggerDoc
@@ -34,12 +34,6 @@ NOOP = "def main(args):\n    return {'n': len(args['messages'])}\n"
 WARM_UP_MESSAGES = 64
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Bench:
     def __init__(self, bc: BenchCluster) -> None:
         self.bc = bc
@@ -48,7 +42,7 @@ class Bench:
         self.amqp_url = bc.services.amqp_url
 
     def cpu(self) -> dict[str, float]:
-        return {role: _cpu_seconds(pid) for role, pid in self.bc.pids().items()}
+        return {role: cpu_seconds(pid) for role, pid in self.bc.pids().items()}
 
     async def feed(self, trigger: str, action: str, queue: str, batch_size: int,
                    concurrency: int, window_ms: int) -> None:

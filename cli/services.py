@@ -28,7 +28,7 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _amqp_ready(port: int = 5672) -> bool:
+def amqp_ready(port: int = 5672) -> bool:
     """The broker answers the AMQP protocol header with Connection.Start (a method frame)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -82,12 +82,12 @@ def ensure_redis(say: Callable[[str], None]) -> None:
 
 
 def ensure_rabbitmq(say: Callable[[str], None]) -> None:
-    if _amqp_ready():
+    if amqp_ready():
         return
     say("starting RabbitMQ")
     subprocess.run([_require("rabbitmq-server", "rabbitmq-server"), "-detached"], check=True,
                    capture_output=True)
-    _wait(_amqp_ready, "RabbitMQ", 90)
+    _wait(amqp_ready, "RabbitMQ", 90)
 
 
 def ensure_docker(say: Callable[[str], None]) -> None:
@@ -114,7 +114,7 @@ def ensure_all(say: Callable[[str], None] = print) -> None:
 
 
 def status() -> dict[str, bool]:
-    return {"redis": _port_open(6379), "rabbitmq": _amqp_ready(), "docker": _docker_ready()}
+    return {"redis": _port_open(6379), "rabbitmq": amqp_ready(), "docker": _docker_ready()}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -146,10 +146,8 @@ class Initializer:
         await settle(message)
 
     async def _place(self, req: ActivationRequest) -> None:
-        """On an invoker's queue (confirmed), or answered with an error once too old."""
-        if is_sequence(req):  # gateways send sequences alone; should one come in a batch
-            await self._requeue_alone(req)
-            return
+        """On an invoker's queue (confirmed), or answered with an error once too old. Never a
+        sequence: those travel alone (``gateway.publisher``) and run in ``_run_sequence``."""
         memory = req.action.limits.memory
         while True:
             usable = self.registry.usable()
@@ -195,16 +193,6 @@ class Initializer:
             outbox = self._outboxes[invoker] = Coalescer(send, f"activations for {invoker}",
                                                          max_batch=INVOKER_BATCH)
         return outbox
-
-    async def _requeue_alone(self, req: ActivationRequest) -> None:
-        while True:
-            try:
-                await self.broker.publish(req, routing_key=ACTIVATIONS,
-                                          message_id=req.activation_id)
-                return
-            except Exception as exc:
-                log.warning("could not requeue %s: %s", req.activation_id, exc)
-                await asyncio.sleep(0.1)
 
     async def _run_sequence(self, req: ActivationRequest, message: AbstractIncomingMessage) -> None:
         try:

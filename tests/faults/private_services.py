@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.cluster import free_port
+from cli.services import amqp_ready
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not the wrapper that su's
 
@@ -27,15 +28,6 @@ def _wait(ready: object, what: str, timeout: float) -> float:
             raise TimeoutError(f"{what} did not become ready within {timeout:.0f} s")
         time.sleep(0.1)
     return time.monotonic() - start
-
-
-def _amqp_ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"AMQP\x00\x00\x09\x01")
-            return s.recv(1) == b"\x01"
-    except OSError:
-        return False
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, pid: int | None, sig: int,
@@ -102,7 +94,7 @@ class PrivateRabbit:
             self.proc = subprocess.Popen([RABBITMQ_SERVER], env=env, cwd=self.base,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        return _wait(lambda: _amqp_ready(self.port), f"RabbitMQ {self.node}", timeout)
+        return _wait(lambda: amqp_ready(self.port), f"RabbitMQ {self.node}", timeout)
 
     def _beam_pid(self) -> int | None:
         try:

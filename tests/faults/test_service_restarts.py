@@ -23,7 +23,7 @@ from invoker.backends.docker import LABEL
 from tests.cluster_fixtures import FEED_ENV, Cluster
 from tests.faults.conftest import FAULT_ENV, STEM_CELLS, wait_ready
 from tests.faults.load import ACTIONS, put_action, sleeper, wait_for_done
-from tests.faults.mixed import start_mixed
+from tests.faults.mixed import Mixed, start_mixed
 from tests.faults.private_services import PrivateDockerd, PrivateRabbit, PrivateRedis
 
 NS = "guest"
@@ -119,6 +119,17 @@ async def _serves(http: aiohttp.ClientSession, name: str, timeout: float = 60) -
         await asyncio.sleep(0.5)
 
 
+async def _load_under_way(
+    private: Private, phttp: aiohttp.ClientSession, pstore: Store, prefix: str
+) -> tuple[str, Mixed]:
+    """A new 0.5 s action and 100 mixed calls of it, 8 of them done already."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await put_action(phttp, name, sleeper(0.5), timeout_ms=10_000)
+    mixed = await start_mixed(phttp, private.cluster.auth, private.rabbit.url, name, 100)
+    await wait_for_done(pstore, mixed.load, 8)
+    return name, mixed
+
+
 async def _put_action_retrying(http: aiohttp.ClientSession, name: str, code: str,
                                timeout_ms: int) -> None:
     for _ in range(60):
@@ -133,11 +144,7 @@ async def _put_action_retrying(http: aiohttp.ClientSession, name: str, code: str
 async def test_rabbitmq_restart_loses_nothing(
     private: Private, phttp: aiohttp.ClientSession, pstore: Store
 ) -> None:
-    cluster = private.cluster
-    name = f"rmq-{uuid.uuid4().hex[:6]}"
-    await put_action(phttp, name, sleeper(0.5), timeout_ms=10_000)
-    mixed = await start_mixed(phttp, cluster.auth, private.rabbit.url, name, 100)
-    await wait_for_done(pstore, mixed.load, 8)
+    name, mixed = await _load_under_way(private, phttp, pstore, "rmq")
     fault_at = time.monotonic()
     stopped_s = await asyncio.to_thread(private.rabbit.stop)
     await mixed.at_fault(pstore, "RabbitMQ restart")
@@ -154,11 +161,7 @@ async def test_rabbitmq_restart_loses_nothing(
 async def test_redis_kill_with_aof_loses_nothing(
     private: Private, phttp: aiohttp.ClientSession, pstore: Store
 ) -> None:
-    cluster = private.cluster
-    name = f"redis-{uuid.uuid4().hex[:6]}"
-    await put_action(phttp, name, sleeper(0.5), timeout_ms=10_000)
-    mixed = await start_mixed(phttp, cluster.auth, private.rabbit.url, name, 100)
-    await wait_for_done(pstore, mixed.load, 8)
+    name, mixed = await _load_under_way(private, phttp, pstore, "redis")
     # Counted just before the kill: the count needs the Redis about to die.
     await mixed.at_fault(pstore, "Redis SIGKILL")
     fault_at = time.monotonic()
@@ -176,11 +179,7 @@ async def test_redis_kill_with_aof_loses_nothing(
 async def test_docker_engine_restart_loses_nothing(
     private: Private, phttp: aiohttp.ClientSession, pstore: Store
 ) -> None:
-    cluster = private.cluster
-    name = f"dockerd-{uuid.uuid4().hex[:6]}"
-    await put_action(phttp, name, sleeper(0.5), timeout_ms=10_000)
-    mixed = await start_mixed(phttp, cluster.auth, private.rabbit.url, name, 100)
-    await wait_for_done(pstore, mixed.load, 8)
+    name, mixed = await _load_under_way(private, phttp, pstore, "dockerd")
     before = private.dockerd.containers(LABEL)
     fault_at = time.monotonic()
     stopped_s = await asyncio.to_thread(private.dockerd.stop)
@@ -190,7 +189,7 @@ async def test_docker_engine_restart_loses_nothing(
     served_s = await _serves(phttp, name)
     # Every invoker noticed its containers died with the engine: stem cells are back, and
     # nothing of before the restart is left (exited containers are removed).
-    await wait_ready(cluster.processes, cluster.settings)
+    await wait_ready(private.cluster.processes, private.cluster.settings)
     left = before & private.dockerd.containers(LABEL)
     print(f"[Docker engine restart] stop_s={stopped_s:.1f} start_s={started_s:.1f} "
           f"serving_again_after_s={served_s:.1f} containers_left_from_before={len(left)}")
