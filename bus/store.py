@@ -37,16 +37,30 @@ E = TypeVar("E", bound=BaseModel)
 # One round trip, atomic: the first record for an activation id wins and is indexed once.
 # Any record ends its activation's flight, so it leaves the namespace's in-flight set here
 # (whoever writes it: invoker, initializer, sequence runner) rather than in each writer.
-_WRITE_RECORD = """
-redis.call('ZREM', KEYS[4], ARGV[4])
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
-  return 1
+# Records in one round trip, each stored unless one exists for its id (first write wins), in
+# the order given. Per record: KEYS record, namespace index, action index, in-flight set;
+# ARGV packed record, start, id. After them ARGV: TTL, then the oldest start the indexes keep
+# (each index is trimmed once per call). Reply: 1 per stored record, 0 per existing one.
+_WRITE_RECORDS = """
+local ttl, oldest = ARGV[#ARGV - 1], ARGV[#ARGV]
+local stored, trimmed = {}, {}
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = 4 * i, 3 * i
+  redis.call('ZREM', KEYS[k + 4], ARGV[a + 3])
+  if redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'NX', 'EX', ttl) then
+    for j = 2, 3 do
+      redis.call('ZADD', KEYS[k + j], ARGV[a + 2], ARGV[a + 3])
+      if not trimmed[KEYS[k + j]] then
+        redis.call('ZREMRANGEBYSCORE', KEYS[k + j], '-inf', oldest)
+        trimmed[KEYS[k + j]] = true
+      end
+    end
+    stored[i + 1] = 1
+  else
+    stored[i + 1] = 0
+  end
 end
-return 0
+return stored
 """
 
 # A record only through its namespace's index: another namespace's activation id then takes
@@ -125,7 +139,7 @@ class Store:
         self.redis = client
         self.record_ttl_s = record_ttl_s
         self.keys = KeyStore(client)
-        self._write_record = client.register_script(_WRITE_RECORD)
+        self._write_records = client.register_script(_WRITE_RECORDS)
         self._record_of = client.register_script(_RECORD_OF)
         self._replace_entity = client.register_script(_REPLACE_ENTITY)
         self._renew_lease = client.register_script(_RENEW_LEASE)
@@ -278,14 +292,21 @@ class Store:
 
     async def write_record(self, record: ActivationRecord) -> bool:
         """Store a record unless one exists for this id. True if this one was stored."""
-        ns, rid = record.namespace, record.activationId
-        done = await self._write_record(
-            keys=[f"ft:act:{rid}", f"ft:acts:{ns}", f"ft:acts:{ns}:{record.name}",
-                  f"ft:inflight:{ns}"],
-            args=[pack(record), self.record_ttl_s, record.start, rid,
-                  now_ms() - self.record_ttl_s * 1000],
-        )
-        return bool(done)
+        [stored] = await self.write_records([record])
+        return stored
+
+    async def write_records(self, records: list[ActivationRecord]) -> list[bool]:
+        """``write_record`` for several records in one round trip (an invoker's turn)."""
+        keys: list[str] = []
+        args: list[bytes | str | int] = []
+        for record in records:
+            ns, rid = record.namespace, record.activationId
+            keys += [f"ft:act:{rid}", f"ft:acts:{ns}", f"ft:acts:{ns}:{record.name}",
+                     f"ft:inflight:{ns}"]
+            args += [pack(record), record.start, rid]
+        args += [self.record_ttl_s, now_ms() - self.record_ttl_s * 1000]
+        stored = await self._write_records(keys=keys, args=args)
+        return [bool(s) for s in stored]
 
     async def get_record(self, activation_id: str) -> ActivationRecord | None:
         raw = await self.redis.get(f"ft:act:{activation_id}")

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from bus.broker import COMPLETIONS, Broker
 from bus.coalesce import Coalescer
@@ -58,6 +59,12 @@ async def _until_done(what: str, step: Callable[[], Awaitable[None]]) -> None:
             delay = min(delay * 2, 2.0)
 
 
+@dataclass
+class _RecordWrite:
+    record: ActivationRecord
+    stored: bool = False
+
+
 class Handoff:
     def __init__(
         self, store: Store, broker: Broker, invoker_id: str, retry_base_ms: int
@@ -68,6 +75,7 @@ class Handoff:
         self.retry_base_ms = retry_base_ms
         self._delay_queues: set[int] = set()
         self.completions: Coalescer[Completion] = Coalescer(self._send_completions, "completions")
+        self._records: Coalescer[_RecordWrite] = Coalescer(self._write_records, "records")
 
     async def finish(self, req: ActivationRequest, record: ActivationRecord) -> None:
         """Everything but the ack, which is the caller's (its message may carry others)."""
@@ -113,15 +121,22 @@ class Handoff:
                                   message_id=req.activation_id)
 
     async def store_record(self, record: ActivationRecord) -> ActivationRecord:
-        """The record as stored: ``record``, or an earlier delivery's if that one won."""
-        stored: list[ActivationRecord] = [record]
+        """The record as stored: ``record``, or an earlier delivery's if that one won. The
+        records finished in one event-loop turn are written in one round trip."""
+        write = _RecordWrite(record)
 
-        async def write() -> None:
-            if not await self.store.write_record(record):  # an earlier delivery answered
-                stored[0] = await self.store.get_record(record.activationId) or record
+        async def written() -> None:
+            await self._records.submit(write)
+            if not write.stored:  # an earlier delivery answered
+                write.record = await self.store.get_record(record.activationId) or record
 
-        await _until_done(f"record of {record.activationId}", write)
-        return stored[0]
+        await _until_done(f"record of {record.activationId}", written)
+        return write.record
+
+    async def _write_records(self, writes: list[_RecordWrite]) -> None:
+        outcomes = await self.store.write_records([w.record for w in writes])
+        for write, stored in zip(writes, outcomes, strict=True):
+            write.stored = stored
 
     async def _send_destination(
         self, req: ActivationRequest, record: ActivationRecord, condition: str

@@ -90,6 +90,41 @@ async def test_confirmed_publish_reaches_fanout_consumer(broker: Broker) -> None
     assert received == beat
 
 
+async def test_advisory_publish_arrives_with_its_properties(broker: Broker) -> None:
+    got: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        await got.put(message)
+
+    await broker.consume(None, on_message, prefetch=10, bind_to="ft.health", auto_ack=True)
+    for n in range(3):  # several in one turn, none waiting for the writer
+        await broker.publish_bytes(
+            b'{"n":%d}' % n, content_type="application/json", exchange="ft.health",
+            routing_key="", message_id=f"m{n}", message_type="probe", headers={"h": n},
+            persistent=False, mandatory=False, expiration=30, confirm=False)
+    for n in range(3):
+        message = await asyncio.wait_for(got.get(), 5)
+        assert message.body == b'{"n":%d}' % n and message.message_id == f"m{n}"
+        assert (message.content_type, message.type, message.headers) == (
+            "application/json", "probe", {"h": n})
+        assert message.expiration == 30 and message.delivery_mode == 1
+    with pytest.raises(ValueError):  # unroutable would go unnoticed without a confirm
+        await broker.publish_bytes(b"", content_type=None, routing_key="x", confirm=False)
+
+
+async def test_records_written_together_keep_first_write_wins(store: Store) -> None:
+    taken, fresh = new_activation_id(), new_activation_id()
+    assert await store.write_record(_record(taken, {"n": 1}, now_ms()))
+    stored = await store.write_records([
+        _record(taken, {"n": 2}, now_ms()), _record(fresh, {"n": 3}, now_ms()),
+        _record(fresh, {"n": 4}, now_ms())])
+    assert stored == [False, True, False]
+    assert (await store.get_record(taken)).response.result == {"n": 1}  # type: ignore[union-attr]
+    assert (await store.get_record(fresh)).response.result == {"n": 3}  # type: ignore[union-attr]
+    listed = {r.activationId for r in await store.list_records(NS, name="hello", limit=50)}
+    assert {taken, fresh} <= listed
+
+
 async def test_unroutable_publish_raises_instead_of_vanishing(broker: Broker) -> None:
     beat = Heartbeat(invoker_id="x", at=now_ms(), user_memory=1, free_memory=1, busy=0, queued=0)
     with pytest.raises(Unroutable):

@@ -392,3 +392,49 @@ def test_protocol_errors(conn: ProxyConnection) -> None:
     assert conn.request("GET", "/run", b"")[0] == 405
     # The connection is still in sync after the errors.
     assert conn.init(HELLO)[0] == 200
+
+
+def _raw_exchange(proxy: ProxyProcess, request: bytes) -> tuple[bytes, bool]:
+    """Send raw bytes on a fresh connection: the whole answer's head and body, and whether
+    the proxy closed the connection after it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(proxy.socket))
+        sock.sendall(request)
+        file = sock.makefile("rb")
+        head = b""
+        while (line := file.readline()) not in (b"\r\n", b""):
+            head += line
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        body = file.read(length)
+        sock.settimeout(1)
+        try:
+            closed = file.read(1) == b""
+        except TimeoutError:
+            closed = False
+        return head + b"\r\n" + body, closed
+
+
+def test_request_framing(proxy: ProxyProcess) -> None:
+    init = json.dumps({"value": {"code": HELLO, "env": {}}}).encode()
+    # A chunked body is read whole; the connection stays open.
+    chunked = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, init[:10], len(init) - 10, init[10:])
+    answer, closed = _raw_exchange(
+        proxy, b"POST /init HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'{"ok":true}' in answer and not closed
+    run = json.dumps({"value": {"name": "x"}, "activation_id": "a1"}).encode()
+    # HTTP/1.0 and "Connection: close" end the connection after the answer.
+    for version, extra in ((b"HTTP/1.0", b""), (b"HTTP/1.1", b"Connection: close\r\n")):
+        answer, closed = _raw_exchange(proxy, b"POST /run %s\r\n%sContent-Length: %d\r\n\r\n%s"
+                                       % (version, extra, len(run), run))
+        assert b"Hello x" in answer and b"Connection: close" in answer and closed
+    # What cannot be framed is answered 400 and the connection closed.
+    for bad in (b"POST /run\r\n\r\n", b"POST /run HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+                b"POST /run HTTP/1.1\r\nno colon here\r\n\r\n",
+                b"POST /run HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+        answer, closed = _raw_exchange(proxy, bad)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b'"error"' in answer and closed, bad
+    # Too many headers, too.
+    flood = b"".join(b"X-%d: y\r\n" % i for i in range(200))
+    answer, closed = _raw_exchange(proxy, b"POST /run HTTP/1.1\r\n" + flood + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and closed
