@@ -93,6 +93,8 @@ def hottest(collapsed: Path, top: int = 25) -> str:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # py-spy ends a frame's name with nothing at times
+            continue
         samples = int(count)
         total += samples
         for frame in set(stack.split(";")):
