@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import HEALTH, Broker, settle
+from bus.broker import HEALTH, Broker
 from bus.codec import pack, unpack
 from bus.frames import frame, read_frame
 from bus.models import ActivationRecord, ActivationRequest, DirectAnswer, Heartbeat
@@ -143,8 +143,9 @@ class DirectPath:
         self._released = False
 
     async def start(self) -> None:
+        # Heartbeats are advisory (the next one says it all again): taken without acks.
         self._queue = await self.broker.consume(None, self._on_heartbeat, prefetch=256,
-                                                bind_to=HEALTH)
+                                                bind_to=HEALTH, auto_ack=True)
 
     def release_all(self) -> None:
         """Shutdown: answers still awaited are given up (their activations are then published
@@ -169,8 +170,6 @@ class DirectPath:
                 beat.direct, time.monotonic(), beat.draining, frozenset(beat.warm))
         except Exception:
             log.exception("undecodable heartbeat")
-        finally:
-            await settle(message)
 
     def ran(self, action_key: str, record: ActivationRecord) -> None:
         """Remember where an action just ran: its container is warm there now."""
