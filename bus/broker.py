@@ -177,15 +177,6 @@ class Broker:
         headers: dict[str, Any] | None = None, message_type: str | None = None,
     ) -> None:
         """Like ``publish`` for bodies meant for any AMQP client (JSON for users' consumers)."""
-        if not confirm:
-            await self._publish_advisory(
-                body, exchange=exchange, routing_key=routing_key, mandatory=mandatory,
-                properties=Basic.Properties(
-                    content_type=content_type, message_id=message_id, headers=headers,
-                    message_type=message_type, delivery_mode=(DeliveryMode.PERSISTENT if persistent
-                                                      else DeliveryMode.NOT_PERSISTENT).value,
-                    expiration=None if expiration is None else str(int(expiration * 1000))))
-            return
         message = aio_pika.Message(
             body,
             content_type=content_type,
@@ -195,6 +186,10 @@ class Broker:
             headers=headers,
             type=message_type,
         )
+        if not confirm:
+            await self._publish_advisory(message, exchange=exchange, routing_key=routing_key,
+                                         mandatory=mandatory)
+            return
         outcome = await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
         # aio-pika reports an unroutable mandatory message as a normal return whose delivery
         # is a Basic.Return: treat it, and a nack, as the failure it is.
@@ -205,19 +200,18 @@ class Broker:
             raise PublishRefused(f"{exchange or '(default)'}/{routing_key} was nacked")
 
     async def _publish_advisory(
-        self, body: bytes, *, exchange: str, routing_key: str, mandatory: bool,
-        properties: Basic.Properties,
+        self, message: aio_pika.Message, *, exchange: str, routing_key: str, mandatory: bool
     ) -> None:
         """Fire-and-forget, straight on the channel: aio-pika's publish waits until the frame
-        was written (a hand-off to the connection's writer task and back per message), which
-        is a third of the cost of a reply or an event and buys nothing without a confirm."""
+        was written (a hand-off to the connection's writer task and back per message, under
+        the channel's lock), which buys nothing without a confirm."""
         if mandatory:
             raise ValueError("a mandatory message needs a confirm to learn it was unroutable")
         if self._fast_channel.is_closed:
             raise ChannelInvalidStateError(f"{self._fast_channel!r} closed")
         channel = await self._fast_channel.get_underlay_channel()
-        await channel.basic_publish(
-            body, exchange=exchange, routing_key=routing_key, properties=properties, wait=False)
+        await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key,
+                                    properties=message.properties, wait=False)
 
     # -- consuming ---------------------------------------------------------------------------
 

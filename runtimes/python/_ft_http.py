@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import selectors
 import socket
-import socketserver
 from collections.abc import Callable
 
 from _ft_logs import diag
@@ -166,15 +165,15 @@ class Connection:
         self.sock.sendall(head.encode() + b"\r\n" + body)
 
 
-class ProxyServer(socketserver.UnixStreamServer):
+class ProxyServer:
     """Serves any number of connections, one request at a time, all in the main thread:
     the action runs where Python code expects to run (signals work, for one)."""
 
-    request_queue_size = 16
-
     def __init__(self, path: str, routes: dict[str, Route]) -> None:
         self.routes = routes
-        super().__init__(path, Connection)  # type: ignore[arg-type]
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket.bind(path)
+        self.socket.listen(16)
 
     def serve(self) -> None:
         selector = selectors.DefaultSelector()
