@@ -2,8 +2,8 @@
 
 Final: the record goes to Redis (the durable answer), a destination (if the action's async
 policy names one) goes to ``ft.destinations``, then the advisory messages (reply to a waiting
-gateway, an event on ``ft.activation-events``, and the completion to the initializers, which
-goes out with the others of the same event-loop turn), then the ack.
+gateway, then the completion to the initializers and the event on ``ft.activation-events``,
+which go out with the others of the same event-loop turn once it ends), then the ack.
 Retry: the request goes back through a delay queue with ``attempt + 1`` and no record is
 written, so the one record an activation gets is its final one.
 """
@@ -75,6 +75,10 @@ class Handoff:
         self.retry_base_ms = retry_base_ms
         self._delay_queues: set[int] = set()
         self.completions: Coalescer[Completion] = Coalescer(self._send_completions, "completions")
+        # Events go out after the turn that finished their activations: a direct-path answer
+        # or a reply then leaves before the event's JSON is built.
+        self._events: Coalescer[ActivationRecord] = Coalescer(self._publish_events,
+                                                              "activation events")
         self._records: Coalescer[_RecordWrite] = Coalescer(self._write_records, "records")
 
     async def finish(self, req: ActivationRequest, record: ActivationRecord) -> None:
@@ -173,22 +177,26 @@ class Handoff:
                 activation_id=req.activation_id, action_key=req.action.key,
                 memory=req.action.limits.memory, status_code=record.response.status_code))
             if final:
-                await self._publish_event(record)
+                self._events.add(record)
         except Exception as exc:
             log.warning("could not announce %s: %s", req.activation_id, exc)
 
-    async def announce(self, record: ActivationRecord) -> None:
+    def announce(self, record: ActivationRecord) -> None:
         """Only the completion event: for direct-path activations nobody else waits on."""
-        try:
-            await self._publish_event(record)
-        except Exception as exc:
-            log.warning("could not announce %s: %s", record.activationId, exc)
+        self._events.add(record)
 
-    async def _publish_event(self, record: ActivationRecord) -> None:
-        """The completion event on ``ft.activation-events`` (topic ``ns.action.status``)."""
-        status = EVENT_STATUS[record.response.status_code]
-        await self.broker.publish_bytes(
-            json.dumps(record.to_api(), separators=(",", ":")).encode(),
-            content_type="application/json", exchange=ACTIVATION_EVENTS,
-            routing_key=f"{record.namespace}.{record.name}.{status}",
-            message_id=record.activationId, persistent=False, mandatory=False, confirm=False)
+    async def flush(self) -> None:
+        """Until the completions and events of every finished activation were sent."""
+        await self.completions.flush()
+        await self._events.flush()
+
+    async def _publish_events(self, records: list[ActivationRecord]) -> None:
+        """Completion events on ``ft.activation-events`` (topic ``ns.action.status``)."""
+        for record in records:
+            status = EVENT_STATUS[record.response.status_code]
+            await self.broker.publish_bytes(
+                json.dumps(record.to_api(), separators=(",", ":")).encode(),
+                content_type="application/json", exchange=ACTIVATION_EVENTS,
+                routing_key=f"{record.namespace}.{record.name}.{status}",
+                message_id=record.activationId, persistent=False, mandatory=False,
+                confirm=False)

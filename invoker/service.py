@@ -125,7 +125,7 @@ class Invoker:
             await self.direct.close()
         if self._ticker is not None:
             self._ticker.cancel()
-        await self.handoff.completions.flush()
+        await self.handoff.flush()
         await self._heartbeat()
         await asyncio.gather(*(self._destroy(cid) for cid in list(self.handles)))
         for task in list(self._tasks):
@@ -441,7 +441,7 @@ class Invoker:
         if not ctx.answer.done():
             ctx.answer.set_result(record)
         if held is None:
-            await self.handoff.announce(record)
+            self.handoff.announce(record)
         else:
             # The initializer supervises it and the gateway waits on its reply queue.
             await self.handoff.answer_again(ctx.request, record)
