@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Verified keys are cached this long per gateway (revocations reach caches at once through
     # Redis pub/sub; this bounds a revoked key's life if that feed is down).
     auth_cache_ttl_s: float = 5.0
+    # Action documents are cached as long per gateway for invokes (changes reach caches at once
+    # through Redis pub/sub, and the gateway's own at once; this bounds staleness if that feed
+    # is down). 0 reads every invoke's action from Redis.
+    action_cache_ttl_s: float = 5.0
     # Failed authentications per minute before 429, per client address and per key uuid.
     auth_failures_per_address: int = 60
     auth_failures_per_uuid: int = 20

@@ -3,7 +3,8 @@ activation records (first write wins, TTL, per-namespace time index).
 
 Keys (all under ``ft:``):
   auth:<uuid>, authns:<ns>       API keys, hashed (bus/keys.py)
-  ent:<collection>:<ns>:<name>   entity document (actions now; triggers, rules, packages later)
+  ent:<collection>:<ns>:<name>   entity document (actions, triggers, rules, packages);
+                                 every change announced on channel ent:changed
   ents:<collection>:<ns>         zset name -> updated (ms), for newest-first listing
   code:<sha256>                  action code, written once, shared by every version using it
   act:<id>                       ActivationRecord
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -33,6 +35,11 @@ from bus.keys import KeyStore, StoredKey
 from bus.models import ActionDoc, ActivationRecord, NamespaceAuth, NamespaceLimits
 
 E = TypeVar("E", bound=BaseModel)
+
+# Every entity write and delete is announced here, as "<collection>:<ns>:<name>", so processes
+# that cache entities drop the changed one (pub/sub channels span Redis databases: a listener
+# may hear of another database's entities, which costs it one needless re-read).
+ENTITY_CHANGED_CHANNEL = "ft:ent:changed"
 
 # One round trip, atomic: the first record for an activation id wins and is indexed once.
 # Any record ends its activation's flight, so it leaves the namespace's in-flight set here
@@ -122,7 +129,8 @@ end
 return 0
 """
 
-# Replace an entity only if the stored one still has the version the caller read.
+# Replace an entity only if the stored one still has the version the caller read, and say
+# so on ARGV[5] in the same step: no reader can see the new version before its announcement.
 _REPLACE_ENTITY = """
 local current = redis.call('GET', KEYS[1])
 if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
@@ -130,6 +138,7 @@ if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """
 
@@ -147,6 +156,8 @@ class Store:
         self._throttle_invoke = client.register_script(_THROTTLE_INVOKE)
         self._throttle_fire = client.register_script(_THROTTLE_FIRE)
         self._claim_key = client.register_script(_CLAIM_KEY)
+        # Told of this process's own entity writes as they succeed, before the caller is.
+        self._entity_watchers: list[Callable[[str], None]] = []
 
     @classmethod
     def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
@@ -246,6 +257,18 @@ class Store:
 
     # -- entities ----------------------------------------------------------------------------
 
+    def watch_entities(self, changed: Callable[[str], None]) -> None:
+        """Call ``changed("<collection>:<ns>:<name>")`` after each entity this store writes
+        or deletes (others' writes come over ``ENTITY_CHANGED_CHANNEL``)."""
+        self._entity_watchers.append(changed)
+
+    def unwatch_entities(self, changed: Callable[[str], None]) -> None:
+        self._entity_watchers.remove(changed)
+
+    def _entity_changed(self, entity: str) -> None:
+        for changed in self._entity_watchers:
+            changed(entity)
+
     async def get_entity(self, collection: str, ns: str, name: str, model: type[E]) -> E | None:
         raw = await self.redis.get(f"ft:ent:{collection}:{ns}:{name}")
         return None if raw is None else unpack(raw, model)
@@ -258,19 +281,26 @@ class Store:
 
         False means a concurrent writer got there first (409 for the API)."""
         expected = pack(replaces) if replaces is not None else b""
+        entity = f"{collection}:{ns}:{name}"
         done = await self._replace_entity(
-            keys=[f"ft:ent:{collection}:{ns}:{name}", f"ft:ents:{collection}:{ns}"],
-            args=[expected, pack(doc), updated, name],
+            keys=[f"ft:ent:{entity}", f"ft:ents:{collection}:{ns}"],
+            args=[expected, pack(doc), updated, name, ENTITY_CHANGED_CHANNEL, entity],
         )
+        if done:
+            self._entity_changed(entity)
         return bool(done)
 
     async def delete_entity(self, collection: str, ns: str, name: str, model: type[E]) -> E | None:
-        key = f"ft:ent:{collection}:{ns}:{name}"
+        entity = f"{collection}:{ns}:{name}"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.getdel(key)
+            pipe.getdel(f"ft:ent:{entity}")
             pipe.zrem(f"ft:ents:{collection}:{ns}", name)
-            raw, _ = await pipe.execute()
-        return None if raw is None else unpack(raw, model)
+            pipe.publish(ENTITY_CHANGED_CHANNEL, entity)
+            raw, _, _ = await pipe.execute()
+        if raw is None:
+            return None
+        self._entity_changed(entity)
+        return unpack(raw, model)
 
     async def list_entities(
         self, collection: str, ns: str, model: type[E], skip: int = 0, limit: int = 30

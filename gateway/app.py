@@ -15,9 +15,10 @@ from aiohttp import web
 
 from bus.broker import Broker
 from bus.config import Settings
+from bus.keys import REVOKED_CHANNEL
 from bus.models import NamespaceAuth
 from bus.process import run_process, stop_on_signals
-from bus.store import Store
+from bus.store import ENTITY_CHANGED_CHANNEL, Store
 from gateway import (
     actions,
     activations,
@@ -31,24 +32,27 @@ from gateway import (
     triggers,
 )
 from gateway import web as web_actions
+from gateway.action_cache import ActionCache
 from gateway.auth import Authenticator, auth_middleware, namespace
-from gateway.auth_cache import AuthCache, RevocationListener
+from gateway.auth_cache import AuthCache
 from gateway.auth_failures import AuthFailureLimiter
 from gateway.catalog import install_catalog
 from gateway.direct import DirectPath
 from gateway.errors import request_context
+from gateway.invalidations import InvalidationListener
 from gateway.jsonio import json_response
 from gateway.limits import get_limits
 from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.state import (
+    ACTIONS,
     AUTHENTICATOR,
     BROKER,
     DIRECT,
     GATEWAY_ID,
+    INVALIDATIONS,
     LIMITS,
     PUBLISHER,
-    REVOCATIONS,
     SETTINGS,
     STORE,
     WAITERS,
@@ -176,7 +180,8 @@ async def _on_startup(app: web.Application) -> None:
     if upgraded:
         log.info("%d keys stored in clear by an earlier version are now hashed", upgraded)
     await ensure_guest(app[STORE], app[SETTINGS])
-    await app[REVOCATIONS].start()
+    app[STORE].watch_entities(app[ACTIONS].forget)
+    await app[INVALIDATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
     if DIRECT in app:
@@ -195,7 +200,8 @@ async def _on_shutdown(app: web.Application) -> None:
 async def _on_cleanup(app: web.Application) -> None:
     if DIRECT in app:
         await app[DIRECT].close()
-    await app[REVOCATIONS].close()
+    await app[INVALIDATIONS].close()
+    app[STORE].unwatch_entities(app[ACTIONS].forget)
     await app[WAITERS].close()
 
 
@@ -224,7 +230,10 @@ def build_app(
     app[PUBLISHER] = ActivationPublisher(broker)
     app[LIMITS] = limits
     app[AUTHENTICATOR] = authenticator
-    app[REVOCATIONS] = RevocationListener(store.redis, auth_cache)
+    actions = app[ACTIONS] = ActionCache(store, ttl_s=settings.action_cache_ttl_s)
+    app[INVALIDATIONS] = InvalidationListener(
+        store.redis, {REVOKED_CHANNEL: auth_cache.forget, ENTITY_CHANGED_CHANNEL: actions.forget},
+        clear=[auth_cache.clear, actions.clear])
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
     if settings.direct_path:

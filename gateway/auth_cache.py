@@ -2,27 +2,21 @@
 
 A valid key is remembered for a few seconds so the hot path (a cached successful auth) costs
 no Redis call and no hash. A revoked key must not stay valid for long: every revocation (and
-every new expiry) is published on ``ft:auth:revoked`` and each gateway drops that uuid at once.
-Pub/sub delivers at most once, so a gateway that lost its subscription clears the whole cache
-when it subscribes again; and no entry outlives ``ttl_s`` (nor the key's own expiry) anyway, so
-the worst case, a gateway cut off from Redis pub/sub, is bounded by that TTL.
+every new expiry) is published on ``ft:auth:revoked`` and each gateway drops that uuid at once
+(``gateway.invalidations``). Pub/sub delivers at most once, so a gateway that lost its
+subscription clears the whole cache when it subscribes again; and no entry outlives ``ttl_s``
+(nor the key's own expiry) anyway, so the worst case, a gateway cut off from Redis pub/sub, is
+bounded by that TTL.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-import logging
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from bus.ids import now_ms
-from bus.keys import REVOKED_CHANNEL, StoredKey
-
-log = logging.getLogger(__name__)
+from bus.keys import StoredKey
 
 
 @dataclass(frozen=True)
@@ -106,47 +100,3 @@ class AuthCache:
             self._invalid.clear()
             for uuid in list(self._valid)[: self._max_entries // 2]:
                 del self._valid[uuid]
-
-
-class RevocationListener:
-    """Subscribes to ``ft:auth:revoked`` and drops each announced uuid from ``cache``."""
-
-    def __init__(self, client: aioredis.Redis, cache: AuthCache, *, retry_s: float = 1.0) -> None:
-        self._client = client
-        self._cache = cache
-        self._retry_s = retry_s
-        self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
-
-    async def start(self, timeout_s: float = 10.0) -> None:
-        self._task = asyncio.create_task(self._listen())
-        await asyncio.wait_for(self.subscribed.wait(), timeout_s)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(REVOKED_CHANNEL)
-                # Revocations sent while we were not subscribed are lost: start afresh.
-                self._cache.clear()
-                self.subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        data = message["data"]
-                        self._cache.forget(data.decode() if isinstance(data, bytes) else data)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.subscribed.clear()
-                log.warning("key revocation feed lost (%s); retrying in %.0f s",
-                            exc, self._retry_s)
-                await asyncio.sleep(self._retry_s)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()

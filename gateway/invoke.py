@@ -37,7 +37,7 @@ from gateway.errors import (
 )
 from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
-from gateway.state import DIRECT, LIMITS, PUBLISHER, SETTINGS, STORE, WAITERS
+from gateway.state import ACTIONS, DIRECT, LIMITS, PUBLISHER, SETTINGS, STORE, WAITERS
 from gateway.throttles import admit_invocation
 from gateway.validation import bool_param, check_entity_name
 
@@ -105,7 +105,7 @@ async def invoke_action(request: web.Request) -> web.Response:
     caller = identity(request)
     name = check_entity_name(request.match_info["name"])
     invocation = await InvokeRequest.read(request)
-    doc = await request.app[STORE].get_action(caller.namespace, name)
+    doc = await request.app[ACTIONS].get(caller.namespace, name)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
     return await run_invocation(request, doc, invocation)

@@ -7,9 +7,10 @@ from aiohttp import web
 from bus.broker import Broker
 from bus.config import Settings
 from bus.store import Store
+from gateway.action_cache import ActionCache
 from gateway.auth import Authenticator
-from gateway.auth_cache import RevocationListener
 from gateway.direct import DirectPath
+from gateway.invalidations import InvalidationListener
 from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.validation import GatewayLimits
@@ -20,7 +21,8 @@ BROKER = web.AppKey("broker", Broker)
 PUBLISHER = web.AppKey("publisher", ActivationPublisher)
 LIMITS = web.AppKey("limits", GatewayLimits)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-REVOCATIONS = web.AppKey("revocations", RevocationListener)
+INVALIDATIONS = web.AppKey("invalidations", InvalidationListener)
+ACTIONS = web.AppKey("actions", ActionCache)
 WAITERS = web.AppKey("waiters", Waiters)
 GATEWAY_ID = web.AppKey("gateway_id", str)
 DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off

@@ -30,7 +30,7 @@ from gateway.errors import (
     transaction_id,
 )
 from gateway.invoke import ACTIVATION_ID_HEADER, activate
-from gateway.state import AUTHENTICATOR, LIMITS, SETTINGS, STORE
+from gateway.state import ACTIONS, AUTHENTICATOR, LIMITS, SETTINGS, STORE
 from gateway.validation import is_entity_name, request_headers
 from gateway.web_responses import (
     DEFAULT_EXTENSION,
@@ -100,7 +100,7 @@ async def _find_action(request: web.Request) -> tuple[ActionDoc, dict[str, Any],
     store = request.app[STORE]
     # Actions in a package are stored under "<ns>/<package>".
     owner = ns if package == DEFAULT_PACKAGE else f"{ns}/{package}"
-    doc = await store.get_action(owner, name)
+    doc = await request.app[ACTIONS].get(owner, name)
     if doc is None or not truthy(doc.annotation("web-export")):
         raise ApiError(404, NOT_FOUND)
     base: dict[str, Any] = {}

@@ -21,7 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from bus.broker import ACTIVATIONS, BATCH, Broker, activation_requests, settle
-from bus.codec import CONTENT_TYPE, unpack_obj
+from bus.codec import CONTENT_TYPE, pack, unpack_obj
 from bus.config import Settings
 from bus.ids import new_activation_id, now_ms
 from bus.models import (
@@ -35,9 +35,10 @@ from bus.models import (
     StatusCode,
 )
 from bus.requests import build_request
-from bus.store import Store
+from bus.store import ENTITY_CHANGED_CHANNEL, Store
+from gateway.action_cache import ActionCache
 from gateway.app import build_app
-from gateway.state import PUBLISHER, WAITERS
+from gateway.state import INVALIDATIONS, PUBLISHER, WAITERS
 from gateway.validation import GatewayLimits
 from runtimes.kinds import supported_kinds
 from tests.conftest import fresh_vhost
@@ -696,6 +697,136 @@ async def test_shutdown_answers_waiting_requests(
         reply = await asyncio.wait_for(pending, 5)
     assert reply.status == 202 and "activationId" in reply.body
     assert time.monotonic() - started < 5
+
+
+# -- the action cache -----------------------------------------------------------------------
+
+
+@dataclass
+class CachedPair:
+    own: Api  # the gateway the test writes through
+    other: Api  # another gateway process: its own Store, so it hears of writes only by pub/sub
+    own_app: web.Application
+
+
+@pytest.fixture
+async def cached_pair(
+    settings: Settings, store: Store, broker: Broker
+) -> AsyncIterator[CachedPair]:
+    """Two gateways whose action caches never expire: whatever they see of a change reached
+    them by invalidation."""
+    forever = settings.model_copy(update={"action_cache_ttl_s": 3600.0})
+    other_store = Store.from_url(settings.redis_url)
+    own_app, other_app = build_app(forever, store, broker), build_app(forever, other_store, broker)
+    (own_runner, own_port), (other_runner, other_port) = await _start(own_app), await _start(
+        other_app)
+    ns = f"ns-{uuid.uuid4().hex[:10]}"
+    auth = NamespaceAuth(uuid=str(uuid.uuid4()), key=secrets.token_hex(32), namespace=ns)
+    await store.put_auth(auth)
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{own_port}") as own, \
+                aiohttp.ClientSession(base_url=f"http://127.0.0.1:{other_port}") as other:
+            yield CachedPair(Api(own, auth.uuid, auth.key, ns), Api(other, auth.uuid, auth.key, ns),
+                             own_app)
+    finally:
+        await own_runner.cleanup()
+        await other_runner.cleanup()
+        await other_store.close()
+
+
+async def _invoked_with(api: Api, invoker: FakeInvoker, name: str) -> Any:
+    """The parameter ``v`` the published request carries (None when the invoke is refused)."""
+    reply = await api.call("POST", f"/api/v1/namespaces/_/actions/{name}")
+    if reply.status == 404:
+        return None
+    assert reply.status == 202, reply.body
+    return (await invoker.received(reply.body["activationId"])).payload["v"]
+
+
+async def _until_invoked_with(
+    api: Api, invoker: FakeInvoker, name: str, wanted: Any, within_s: float = 2.0
+) -> None:
+    deadline = time.monotonic() + within_s
+    while (seen := await _invoked_with(api, invoker, name)) != wanted:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still invoked with {seen!r}, not {wanted!r}")
+        await asyncio.sleep(0.05)
+
+
+async def test_action_changes_reach_every_gateways_cache(
+    cached_pair: CachedPair, invoker: FakeInvoker
+) -> None:
+    own, other = cached_pair.own, cached_pair.other
+    name = new_name()
+    await create(own, name, parameters=[{"key": "v", "value": 1}])
+    assert await _invoked_with(own, invoker, name) == 1
+    assert await _invoked_with(other, invoker, name) == 1  # both caches hold version 1 now
+
+    # The writing gateway needs no announcement to see its own write: it hears none here.
+    await cached_pair.own_app[INVALIDATIONS].close()
+    reply = await own.call("PUT", f"/api/v1/namespaces/_/actions/{name}?overwrite=true",
+                           json={"parameters": [{"key": "v", "value": 2}]})
+    assert reply.status == 200, reply.body
+    # The writing gateway knew before its client did; the other hears of it over pub/sub.
+    assert await _invoked_with(own, invoker, name) == 2
+    await _until_invoked_with(other, invoker, name, 2)
+
+    assert (await own.call("DELETE", f"/api/v1/namespaces/_/actions/{name}")).status == 200
+    assert await _invoked_with(own, invoker, name) is None
+    await _until_invoked_with(other, invoker, name, None)
+
+
+async def test_cached_action_is_not_read_again_until_announced(
+    cached_pair: CachedPair, invoker: FakeInvoker, store: Store
+) -> None:
+    api = cached_pair.own
+    name = new_name()
+    await create(api, name, parameters=[{"key": "v", "value": 1}])
+    assert await _invoked_with(api, invoker, name) == 1
+    # Changed behind the store's back: nobody announces it, so the cached version is used.
+    doc = await store.get_action(api.namespace, name)
+    assert doc is not None
+    changed = doc.model_copy(update={"parameters": [KeyValue(key="v", value=2)]})
+    await store.redis.set(f"ft:ent:actions:{api.namespace}:{name}", pack(changed))
+    assert await _invoked_with(api, invoker, name) == 1
+    await store.redis.publish(ENTITY_CHANGED_CHANNEL, f"actions:{api.namespace}:{name}")
+    await _until_invoked_with(api, invoker, name, 2)
+
+
+async def test_action_read_that_raced_with_a_change_is_not_kept(store: Store) -> None:
+    ns, name = f"ns-{uuid.uuid4().hex[:10]}", new_name()
+    entity = f"actions:{ns}:{name}"
+    doc = ActionDoc.model_validate({"namespace": ns, "name": name, "version": "0.0.1",
+                                    "exec": {"kind": "python:3.11", "code_digest": "0" * 64},
+                                    "updated": now_ms()})
+    assert await store.put_entity("actions", ns, name, doc, doc.updated, None)
+    cache = ActionCache(store, ttl_s=3600.0)
+    reading = asyncio.ensure_future(cache.get(ns, name))
+    await asyncio.sleep(0)  # the read is under way
+    cache.forget(entity)
+    assert (await reading) == doc  # answered...
+    newer = doc.model_copy(update={"version": "0.0.2"})
+    await store.redis.set(f"ft:ent:{entity}", pack(newer))
+    assert await cache.get(ns, name) == newer  # ...but not kept
+    await store.redis.set(f"ft:ent:{entity}", pack(doc))
+    assert await cache.get(ns, name) == newer  # this read was kept
+
+
+async def test_lost_invalidation_feed_clears_the_cache(
+    cached_pair: CachedPair, invoker: FakeInvoker, store: Store
+) -> None:
+    api = cached_pair.own
+    name = new_name()
+    await create(api, name, parameters=[{"key": "v", "value": 1}])
+    assert await _invoked_with(api, invoker, name) == 1
+    doc = await store.get_action(api.namespace, name)
+    assert doc is not None
+    changed = doc.model_copy(update={"parameters": [KeyValue(key="v", value=2)]})
+    await store.redis.set(f"ft:ent:actions:{api.namespace}:{name}", pack(changed))
+    # Announcements sent while a gateway is not subscribed are lost to it: when it subscribes
+    # again (a second later) it starts from an empty cache.
+    await store.redis.client_kill_filter(_type="pubsub")
+    await _until_invoked_with(api, invoker, name, 2, within_s=10.0)
 
 
 # -- activations ----------------------------------------------------------------------------
