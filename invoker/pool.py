@@ -5,7 +5,8 @@ The invoker's async driver feeds the pool events (a job arrived, a container sta
 finished, a container is gone, time passed) and executes the commands each event returns. The pool
 does no I/O and never reads a clock, so every scheduling decision can be replayed in a unit test.
 
-Scheduling, for the job at the head of a FIFO buffer:
+Scheduling, for the job whose turn it is in the buffer (one FIFO per namespace, served in
+turns: invoker/fair_buffer.py):
 warm (same action_key and namespace) -> prewarmed stem cell (same kind and memory) -> cold start if
 memory allows -> evict least-recently-used idle containers and wait for them to go -> wait.
 
@@ -16,12 +17,13 @@ until the driver reports it gone.
 from __future__ import annotations
 
 import enum
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from bus.config import StemCellSpec
+from invoker.fair_buffer import FairBuffer
 
 
 class ContainerState(enum.Enum):
@@ -109,7 +111,7 @@ class ContainerPool:
         self.stem_cell_reclaim_after = stem_cell_reclaim_after
         self.containers: dict[str, Container] = {}
         self._new_id = new_id
-        self._buffer: deque[Job] = deque()
+        self._buffer = FairBuffer()
         self._draining = False
         # Two specs with the same kind and memory describe the same stem cells: their counts add.
         self._stem_cell_targets: Counter[tuple[str, int]] = Counter()
@@ -123,8 +125,9 @@ class ContainerPool:
         return self._refill_stem_cells(now)
 
     def submit(self, job: Job, now: float) -> list[Command]:
-        """An activation arrives. It joins the buffer's tail, so a job never overtakes an earlier
-        one that is waiting for memory (large jobs are not starved by a stream of small ones)."""
+        """An activation arrives. It joins its namespace's queue in the buffer; no job overtakes
+        the one whose turn it is while that one waits for memory (large jobs are not starved by
+        a stream of small ones)."""
         if job.memory > self.user_memory:
             raise ValueError(
                 f"job {job.activation_id} needs {job.memory} MB, the pool has {self.user_memory} MB"
@@ -214,9 +217,7 @@ class ContainerPool:
         warm, and stem cells are no longer refilled.
         """
         self._draining = True
-        jobs = list(self._buffer)
-        self._buffer.clear()
-        return jobs
+        return self._buffer.clear()
 
     # -------------------------------------------------------------------------------- inventory
 
@@ -237,7 +238,7 @@ class ContainerPool:
     def work_memory(self) -> int:
         """Memory of the activations held: running ones and buffered ones."""
         running = sum(c.memory for c in self.containers.values() if c.job is not None)
-        return running + sum(j.memory for j in self._buffer)
+        return running + self._buffer.memory
 
     @property
     def queued_count(self) -> int:
@@ -245,7 +246,7 @@ class ContainerPool:
 
     @property
     def queued_jobs(self) -> list[Job]:
-        return list(self._buffer)
+        return self._buffer.jobs()
 
     @property
     def draining(self) -> bool:
@@ -269,15 +270,14 @@ class ContainerPool:
         return self._serve_buffer(now) + self._refill_stem_cells(now)
 
     def _serve_buffer(self, now: float) -> list[Command]:
-        """Start buffered jobs in order until the head has to wait; then make room for it."""
+        """Start buffered jobs in turn until one has to wait; then make room for it."""
         commands: list[Command] = []
-        while self._buffer:
-            head = self._buffer[0]
+        while (head := self._buffer.head()) is not None:
             placed = self._place(head, now)
             if placed is None:
                 commands += self._make_room_for(head)
                 break
-            self._buffer.popleft()
+            self._buffer.pop_head()
             commands.append(placed)
         return commands
 

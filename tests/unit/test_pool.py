@@ -359,6 +359,43 @@ def test_buffered_big_job_is_not_overtaken_by_small_ones() -> None:
     assert [r.job for r in driver.runs] == [small_running, big, small_waiting]
 
 
+def test_namespaces_take_turns_in_a_full_pool() -> None:
+    driver = FakeDriver(make_pool(user_memory=256))
+    first = job(action="a", namespace="flood")
+    driver.submit(first)
+    flood = [job(action=f"f{i}", namespace="flood") for i in range(4)]
+    for j in flood:
+        driver.submit(j)
+    late = [job(action="q", namespace="quiet"), job(action="r", namespace="rare")]
+    for j in late:
+        driver.submit(j)
+    assert driver.pool.queued_jobs == [*flood, *late]  # oldest first, whatever the turns
+
+    # Each finish frees the one slot for the next job in turn: flood's head went first, so the
+    # others each get theirs before flood's second job, however many flood has queued.
+    for ran in [first, flood[0], late[0], late[1], flood[1], flood[2]]:
+        driver.finish(ran)
+    assert [r.job for r in driver.runs] == [first, flood[0], *late, *flood[1:]]
+    assert driver.pool.queued_count == 0
+
+
+def test_the_job_whose_turn_it_is_keeps_it_while_waiting_for_memory() -> None:
+    driver = FakeDriver(make_pool(user_memory=512))
+    running = [job(action="a", memory=256), job(action="b", memory=256)]
+    for j in running:
+        driver.submit(j)
+    big = job(action="big", namespace="heavy", memory=512)
+    small = job(action="small", namespace="light", memory=256)
+    driver.submit(big)
+    driver.submit(small)
+    driver.finish(running[0])  # room for the small job, but it is the big one's turn
+    assert [r.job for r in driver.runs] == running
+    driver.finish(running[1])
+    assert [r.job for r in driver.runs] == [*running, big]
+    driver.finish(big)
+    assert [r.job for r in driver.runs] == [*running, big, small]
+
+
 def test_a_job_can_wait_for_a_matching_warm_container() -> None:
     driver = FakeDriver(make_pool(user_memory=256))
     first = job()

@@ -1,0 +1,71 @@
+"""The pool's buffer of jobs waiting for a container: one FIFO per invoking namespace, served in
+turns. A namespace that floods an invoker then delays another namespace's next job by one job
+of its own, not by its whole backlog (fair queuing, by job count: memory sizes are not
+weighed).
+
+Two rules keep it from starving anything: within a namespace jobs keep their order, and the job
+whose turn it is keeps the turn until it starts, however long it waits for memory, so nothing
+overtakes a large job that waits for room (the pool stops serving while it waits).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from invoker.pool import Job
+
+
+class FairBuffer:
+    def __init__(self) -> None:
+        # The dict's order is the rotation: the first namespace has the turn.
+        self._queues: dict[str, deque[tuple[int, Job]]] = {}
+        self._arrivals = itertools.count()
+        self._count = 0
+        self._memory = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def memory(self) -> int:
+        """MB the buffered jobs will need."""
+        return self._memory
+
+    def append(self, job: Job) -> None:
+        # A namespace with nothing buffered joins the rotation at its end.
+        self._queues.setdefault(job.namespace, deque()).append((next(self._arrivals), job))
+        self._count += 1
+        self._memory += job.memory
+
+    def head(self) -> Job | None:
+        """The job whose turn it is."""
+        for queue in self._queues.values():
+            return queue[0][1]
+        return None
+
+    def pop_head(self) -> Job:
+        """Take the job whose turn it is; its namespace goes to the end of the rotation."""
+        namespace, queue = next(iter(self._queues.items()))
+        _, job = queue.popleft()
+        del self._queues[namespace]
+        if queue:
+            self._queues[namespace] = queue
+        self._count -= 1
+        self._memory -= job.memory
+        return job
+
+    def jobs(self) -> list[Job]:
+        """Every buffered job, oldest first."""
+        return [job for _, job in sorted(
+            (entry for queue in self._queues.values() for entry in queue),
+            key=lambda entry: entry[0])]
+
+    def clear(self) -> list[Job]:
+        """Empty the buffer; what it held, oldest first."""
+        jobs = self.jobs()
+        self._queues.clear()
+        self._count = self._memory = 0
+        return jobs
