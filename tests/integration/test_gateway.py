@@ -776,18 +776,24 @@ async def test_action_changes_reach_every_gateways_cache(
     await _until_invoked_with(other, invoker, name, None)
 
 
-async def test_cached_action_is_not_read_again_until_announced(
-    cached_pair: CachedPair, invoker: FakeInvoker, store: Store
-) -> None:
-    api = cached_pair.own
+async def _cached_then_changed_unannounced(api: Api, invoker: FakeInvoker, store: Store) -> str:
+    """An action invoked with ``v`` 1 (so cached), then set to ``v`` 2 behind the store's
+    back: nobody announces that change."""
     name = new_name()
     await create(api, name, parameters=[{"key": "v", "value": 1}])
     assert await _invoked_with(api, invoker, name) == 1
-    # Changed behind the store's back: nobody announces it, so the cached version is used.
     doc = await store.get_action(api.namespace, name)
     assert doc is not None
     changed = doc.model_copy(update={"parameters": [KeyValue(key="v", value=2)]})
     await store.redis.set(f"ft:ent:actions:{api.namespace}:{name}", pack(changed))
+    return name
+
+
+async def test_cached_action_is_not_read_again_until_announced(
+    cached_pair: CachedPair, invoker: FakeInvoker, store: Store
+) -> None:
+    api = cached_pair.own
+    name = await _cached_then_changed_unannounced(api, invoker, store)
     assert await _invoked_with(api, invoker, name) == 1
     await store.redis.publish(ENTITY_CHANGED_CHANNEL, f"actions:{api.namespace}:{name}")
     await _until_invoked_with(api, invoker, name, 2)
@@ -816,13 +822,7 @@ async def test_lost_invalidation_feed_clears_the_cache(
     cached_pair: CachedPair, invoker: FakeInvoker, store: Store
 ) -> None:
     api = cached_pair.own
-    name = new_name()
-    await create(api, name, parameters=[{"key": "v", "value": 1}])
-    assert await _invoked_with(api, invoker, name) == 1
-    doc = await store.get_action(api.namespace, name)
-    assert doc is not None
-    changed = doc.model_copy(update={"parameters": [KeyValue(key="v", value=2)]})
-    await store.redis.set(f"ft:ent:actions:{api.namespace}:{name}", pack(changed))
+    name = await _cached_then_changed_unannounced(api, invoker, store)
     # Announcements sent while a gateway is not subscribed are lost to it: when it subscribes
     # again (a second later) it starts from an empty cache.
     await store.redis.client_kill_filter(_type="pubsub")
