@@ -5,15 +5,13 @@ weighed).
 
 Two rules keep it from starving anything: within a namespace jobs keep their order, and the job
 whose turn it is keeps the turn until it starts, however long it waits for memory, so nothing
-overtakes a large job that waits for room (the pool stops serving while it waits). A job that
-only chooses to wait, for a busy warm container of its own action, keeps its turn too, but lets
-the other namespaces' jobs start meanwhile.
+overtakes a large job that waits for room (the pool stops serving while it waits).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
+from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,7 +25,6 @@ class FairBuffer:
         self._arrivals = itertools.count()
         self._count = 0
         self._memory = 0
-        self._backlogs: Counter[tuple[str, str]] = Counter()  # (namespace, action_key) -> jobs
 
     def __len__(self) -> int:
         return self._count
@@ -42,28 +39,22 @@ class FairBuffer:
         self._queues.setdefault(job.namespace, deque()).append((next(self._arrivals), job))
         self._count += 1
         self._memory += job.memory
-        self._backlogs[(job.namespace, job.action_key)] += 1
 
-    def heads(self) -> list[Job]:
-        """Each namespace's oldest job, the one whose turn it is first."""
-        return [queue[0][1] for queue in self._queues.values()]
+    def head(self) -> Job | None:
+        """The job whose turn it is."""
+        for queue in self._queues.values():
+            return queue[0][1]
+        return None
 
-    def backlog(self, namespace: str, action_key: str) -> int:
-        """How many jobs of this action ``namespace`` has buffered."""
-        return self._backlogs[(namespace, action_key)]
-
-    def pop(self, namespace: str) -> Job:
-        """Take ``namespace``'s oldest job; the namespace goes to the end of the rotation."""
-        queue = self._queues.pop(namespace)
+    def pop_head(self) -> Job:
+        """Take the job whose turn it is; its namespace goes to the end of the rotation."""
+        namespace, queue = next(iter(self._queues.items()))
         _, job = queue.popleft()
+        del self._queues[namespace]
         if queue:
             self._queues[namespace] = queue
         self._count -= 1
         self._memory -= job.memory
-        backlog = (namespace, job.action_key)
-        self._backlogs[backlog] -= 1
-        if not self._backlogs[backlog]:
-            del self._backlogs[backlog]
         return job
 
     def jobs(self) -> list[Job]:
@@ -76,6 +67,5 @@ class FairBuffer:
         """Empty the buffer; what it held, oldest first."""
         jobs = self.jobs()
         self._queues.clear()
-        self._backlogs.clear()
         self._count = self._memory = 0
         return jobs

@@ -7,11 +7,8 @@ does no I/O and never reads a clock, so every scheduling decision can be replaye
 
 Scheduling, for the job whose turn it is in the buffer (one FIFO per namespace, served in
 turns: invoker/fair_buffer.py):
-warm (same action_key and namespace) -> prewarmed stem cell (same kind and memory) -> wait for a
-busy container of the same action if the action's backlog drains through its busy containers
-sooner than a cold start would finish (invoker/run_times.py; meanwhile the other namespaces are
-served) -> cold start if memory allows -> evict least-recently-used idle containers and wait for
-them to go -> wait.
+warm (same action_key and namespace) -> prewarmed stem cell (same kind and memory) -> cold start if
+memory allows -> evict least-recently-used idle containers and wait for them to go -> wait.
 
 Memory is the capacity unit: every container the pool knows about counts, whatever its state,
 until the driver reports it gone.
@@ -27,7 +24,6 @@ from typing import Literal
 
 from bus.config import StemCellSpec
 from invoker.fair_buffer import FairBuffer
-from invoker.run_times import RunTimes
 
 
 class ContainerState(enum.Enum):
@@ -36,16 +32,6 @@ class ContainerState(enum.Enum):
     BUSY = "busy"  # running an activation
     IDLE = "idle"  # warm: initialized for one action, free
     REMOVING = "removing"
-
-
-Start = Literal["warm", "prewarm", "cold"]
-
-
-class Waits(enum.Enum):
-    """Why a job could not be placed yet."""
-
-    FOR_WARM = "for_warm"  # by choice: a busy container of its action frees up soon enough
-    FOR_MEMORY = "for_memory"  # no room: it keeps its turn, and nothing overtakes it
 
 
 @dataclass(frozen=True)
@@ -67,9 +53,8 @@ class Container:
     state: ContainerState
     action_key: str | None = None
     namespace: str | None = None
-    last_used: float = 0.0  # when its job started, while it has one
+    last_used: float = 0.0
     job: Job | None = None  # the job it is running or starting for
-    job_start: Start | None = None  # how that job started
 
     @property
     def is_stem_cell(self) -> bool:
@@ -95,7 +80,7 @@ class Run:
 
     container_id: str
     job: Job
-    start: Start
+    start: Literal["warm", "prewarm", "cold"]
 
 
 @dataclass(frozen=True)
@@ -106,13 +91,6 @@ class Remove:
 
 
 Command = StartStemCell | Run | Remove
-
-
-def _same_action(container: Container, job: Job) -> bool:
-    # action_key should already imply kind and memory; comparing them too means a key that
-    # forgot the limits can never run a job under another job's memory limit.
-    return (container.action_key, container.namespace, container.kind, container.memory) == (
-        job.action_key, job.namespace, job.kind, job.memory)
 
 
 def _least_recently_used_first(containers: Iterable[Container]) -> list[Container]:
@@ -134,7 +112,6 @@ class ContainerPool:
         self.containers: dict[str, Container] = {}
         self._new_id = new_id
         self._buffer = FairBuffer()
-        self.run_times = RunTimes()
         self._draining = False
         # Two specs with the same kind and memory describe the same stem cells: their counts add.
         self._stem_cell_targets: Counter[tuple[str, int]] = Counter()
@@ -184,7 +161,7 @@ class ContainerPool:
 
     def container_failed_to_start(self, container_id: str, now: float) -> list[Command]:
         """Creation failed; the driver fails the cold-start job itself, if there was one."""
-        self._forget(container_id)
+        self.containers.pop(container_id, None)
         # No stem-cell refill here: if the engine is failing, an immediate retry would loop with
         # the driver as fast as it fails. The next tick (or any other event) refills.
         return self._serve_buffer(now)
@@ -195,10 +172,7 @@ class ContainerPool:
         container = self.containers.get(container_id)
         if container is None or container.job is None:
             return []
-        if container.action_key is not None and container.job_start is not None:
-            self.run_times.finished(container.action_key, container.job_start,
-                                    now - container.last_used)
-        container.job = container.job_start = None
+        container.job = None
         container.last_used = now
         commands: list[Command] = []
         if reusable and not self._draining:
@@ -208,13 +182,13 @@ class ContainerPool:
         return commands + self._serve_buffer_then_refill(now)
 
     def container_removed(self, container_id: str, now: float) -> list[Command]:
-        self._forget(container_id)
+        self.containers.pop(container_id, None)
         return self._serve_buffer_then_refill(now)
 
     def container_lost(self, container_id: str, now: float) -> list[Command]:
         """Died unexpectedly, in any state. For a busy container the driver reports the job's
         failure itself; the pool only forgets the container."""
-        if self._forget(container_id) is None:
+        if self.containers.pop(container_id, None) is None:
             return []
         return self._serve_buffer_then_refill(now)
 
@@ -296,29 +270,29 @@ class ContainerPool:
         return self._serve_buffer(now) + self._refill_stem_cells(now)
 
     def _serve_buffer(self, now: float) -> list[Command]:
-        """Start buffered jobs in turn until one has to wait for memory; then make room for it.
-        A namespace whose job waits for a warm container lets the next ones take their turns."""
+        """Start buffered jobs in turn until one has to wait; then make room for it."""
         commands: list[Command] = []
-        placed_one = True
-        while placed_one:
-            placed_one = False
-            for head in self._buffer.heads():
-                placed = self._place(head, now)
-                if placed is Waits.FOR_WARM:
-                    continue
-                if placed is Waits.FOR_MEMORY:
-                    return commands + self._make_room_for(head)
-                self._buffer.pop(head.namespace)
-                commands.append(placed)
-                placed_one = True
-                break  # the turns moved on: look again from the first
+        while (head := self._buffer.head()) is not None:
+            placed = self._place(head, now)
+            if placed is None:
+                commands += self._make_room_for(head)
+                break
+            self._buffer.pop_head()
+            commands.append(placed)
         return commands
 
     def _warm_for(self, job: Job) -> list[Container]:
-        return [c for c in self._in_state(ContainerState.IDLE) if _same_action(c, job)]
+        # action_key should already imply kind and memory; comparing them too means a key that
+        # forgot the limits can never run a job under another job's memory limit.
+        return [
+            c
+            for c in self._in_state(ContainerState.IDLE)
+            if (c.action_key, c.namespace, c.kind, c.memory)
+            == (job.action_key, job.namespace, job.kind, job.memory)
+        ]
 
-    def _place(self, job: Job, now: float) -> Run | Waits:
-        """Rules 1-3: warm, then prewarmed, then (unless waiting for warm is quicker) cold."""
+    def _place(self, job: Job, now: float) -> Run | None:
+        """Rules 1-3: warm, then prewarmed, then cold. None when the job has to wait."""
         warm = self._warm_for(job)
         if warm:
             return self._assign(max(warm, key=lambda c: (c.last_used, c.id)), job, now, "warm")
@@ -332,44 +306,26 @@ class ContainerPool:
             # The longest-waiting stem cell first, like OpenWhisk's soonest-expiring first.
             return self._assign(_least_recently_used_first(stem_cells)[0], job, now, "prewarm")
 
-        if self._quicker_to_wait_for_warm(job):
-            return Waits.FOR_WARM
         if job.memory <= self.free_memory:
             container = Container(
                 id=self._new_id(), kind=job.kind, memory=job.memory, state=ContainerState.STARTING
             )
             self.containers[container.id] = container
             return self._assign(container, job, now, "cold")
-        return Waits.FOR_MEMORY
-
-    def _quicker_to_wait_for_warm(self, job: Job) -> bool:
-        """Whether the job's action would work off its backlog (this job included) on the
-        containers busy with it before a cold start could finish: a burst of a short action
-        then reuses its containers instead of starting one per job in flight, and a slow one
-        still scales out."""
-        run_s = self.run_times.warm_run_s(job.action_key)
-        if run_s is None:
-            return False
-        busy = sum(1 for c in self.containers.values()
-                   if c.job is not None and _same_action(c, job))
-        if not busy:
-            return False
-        backlog = self._buffer.backlog(job.namespace, job.action_key)
-        return backlog * run_s / busy < self.run_times.cold_start_s
+        return None
 
     def _assign(
         self,
         container: Container,
         job: Job,
         now: float,
-        start: Start,
+        start: Literal["warm", "prewarm", "cold"],
     ) -> Run:
         # A cold container stays STARTING until it finishes: the driver reports no "started"
         # for it, and until then it cannot take other work either way.
         if container.state is not ContainerState.STARTING:
             container.state = ContainerState.BUSY
         container.job = job
-        container.job_start = start
         container.action_key = job.action_key
         container.namespace = job.namespace
         container.last_used = now
@@ -459,16 +415,8 @@ class ContainerPool:
 
     def _mark_removing(self, container: Container) -> Remove:
         container.state = ContainerState.REMOVING
-        container.job = container.job_start = None
+        container.job = None
         return Remove(container_id=container.id)
-
-    def _forget(self, container_id: str) -> Container | None:
-        """The container is gone; so is its action's run time if no other container has it."""
-        container = self.containers.pop(container_id, None)
-        key = container.action_key if container is not None else None
-        if key is not None and all(c.action_key != key for c in self.containers.values()):
-            self.run_times.forget(key)
-        return container
 
     def _in_state(self, state: ContainerState) -> list[Container]:
         return [c for c in self.containers.values() if c.state is state]

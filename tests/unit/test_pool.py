@@ -396,62 +396,6 @@ def test_the_job_whose_turn_it_is_keeps_it_while_waiting_for_memory() -> None:
     assert [r.job for r in driver.runs] == [*running, big, small]
 
 
-def _pool_that_has_timed(action: str, run_s: float) -> FakeDriver:
-    """A roomy pool that saw one cold start of ``action`` (0.5 s) and one warm run of it
-    (``run_s``); its container c001 is idle."""
-    driver = FakeDriver(make_pool(user_memory=4096))
-    for took in (0.5, run_s):
-        ran = job(action=action)
-        driver.submit(ran)
-        driver.now += took
-        driver.finish(ran)
-    assert [r.start for r in driver.runs] == ["cold", "warm"]
-    return driver
-
-
-def test_a_short_actions_burst_waits_for_its_busy_container() -> None:
-    driver = _pool_that_has_timed("short", run_s=0.002)
-    burst = [job(action="short") for _ in range(5)]
-    for j in burst:
-        driver.submit(j)
-    # One container works the burst off (5 x 2 ms) long before a second could start.
-    assert set(driver.pool.containers) == {"c001"}
-    assert driver.pool.queued_jobs == burst[1:]
-    for j in burst:
-        driver.finish(j)
-    assert [r.start for r in driver.runs[2:]] == ["warm"] * 5
-    assert set(driver.pool.containers) == {"c001"}
-
-
-def test_a_slow_actions_backlog_scales_out() -> None:
-    driver = _pool_that_has_timed("slow", run_s=0.11)
-    burst = [job(action="slow") for _ in range(6)]
-    for j in burst[:5]:
-        driver.submit(j)
-    assert set(driver.pool.containers) == {"c001"}  # 4 waiting x 0.11 s < a 0.5 s cold start
-    driver.submit(burst[5])  # 5 x 0.11 s: quicker to start another
-    assert driver.runs[-1] == Run("c002", burst[1], "cold")
-    assert driver.pool.queued_jobs == burst[2:]  # 4 x 0.11 s over two containers: wait
-
-
-def test_a_job_waiting_for_warm_lets_other_namespaces_take_their_turn() -> None:
-    driver = _pool_that_has_timed("short", run_s=0.002)
-    hot = [job(action="short") for _ in range(2)]
-    for j in hot:
-        driver.submit(j)
-    other = job(action="other", namespace="elsewhere")
-    assert driver.submit(other) == [Run("c002", other, "cold")]
-    assert driver.pool.queued_jobs == hot[1:]
-
-
-def test_an_actions_run_time_goes_with_its_last_container() -> None:
-    driver = _pool_that_has_timed("gone", run_s=0.002)
-    assert driver.pool.run_times.warm_run_s("gone@0.0.1") == pytest.approx(0.002)
-    driver.now += 600
-    assert driver.tick() == [Remove("c001")]
-    assert driver.pool.run_times.warm_run_s("gone@0.0.1") is None
-
-
 def test_a_job_can_wait_for_a_matching_warm_container() -> None:
     driver = FakeDriver(make_pool(user_memory=256))
     first = job()
