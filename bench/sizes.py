@@ -15,6 +15,10 @@ class Sizes:
     sandboxes: int = 10
     celery_latency: int = 1000
     celery_tasks: int = 20_000
+    # Celery and the platform take turns: latency in this many, throughput in that many (each
+    # turn a share of the calls above and of `sequential` / `async_invokes` below).
+    latency_turns: int = 5
+    throughput_turns: int = 2
     sequential: int = 500
     concurrent: int = 2000
     callers: int = 16
@@ -34,7 +38,8 @@ class Sizes:
 
 FULL = Sizes()
 SMOKE = Sizes(floor_round_trips=50, server_requests_per_conn=20, container_starts=1, pauses=2,
-              sandboxes=2, celery_latency=20, celery_tasks=100, sequential=20, concurrent=32,
+              sandboxes=2, celery_latency=20, celery_tasks=100, latency_turns=2,
+              throughput_turns=1, sequential=20, concurrent=32,
               callers=2, async_invokes=100, in_flight=2, first_invokes=1, many_actions=2,
               many_invokes=40, no_room_invokes=20, no_room_memory_mb=512, timeout_s=60)
 

@@ -1,22 +1,24 @@
-"""The whole benchmark in one go on the same services: floors, Celery, then the platform on a
-cluster whose pool has room for everything, then on one with no stem cells and little room."""
+"""The whole benchmark in one go on the same services: floors, then the platform on a cluster
+whose pool has room for everything, with Celery's workers up beside it and measured in turns
+with it, then the platform on one with no stem cells and little room."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from bench import floors, through_gateway
-from bench.cluster import BenchCluster, Services, claimed_services, running_cluster
-from bench.env import bench_env, bench_python, bench_venv_ready, ensure_bwrap
+from bench.celery_driver import CeleryPeer, celery_peer
+from bench.cluster import BenchCluster, claimed_services, running_cluster
+from bench.env import bench_venv_ready, ensure_bwrap
 from bench.floors_container import RawContainers, container_floors, start_summary
 from bench.memory import PeakSampler, snapshot
 from bench.sizes import Sizes
+from bench.stats import summary
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 SECTIONS = ("floors", "celery", "platform", "memory")
@@ -45,8 +47,8 @@ class Suite:
 
     async def run(self) -> dict[str, dict[str, Any]]:
         await self.floors()
-        await self.celery_peer()
-        await self.cluster_with_room()
+        async with self._celery() as celery:
+            await self.cluster_with_room(celery)
         await self.cluster_without_room()
         return self.results
 
@@ -69,33 +71,30 @@ class Suite:
             found = {"docker create+start+proxy ready": found}
         self.results["floors"].update(found)
 
-    async def celery_peer(self) -> None:
+    @asynccontextmanager
+    async def _celery(self) -> AsyncIterator[CeleryPeer | None]:
+        """Celery's workers, up beside the platform for its turns; None without them."""
         if not self.celery or not bench_venv_ready():
             self.results["celery"] = {"skipped": "no bench venv (run without --smoke once)"}
+            yield None
             return
-        with claimed_services("ft-bench-celery") as services:
-            found = await self.measure("celery", "peer", self._celery_child(services))
-        self.results["celery"] = found
+        async with AsyncExitStack() as stack:
+            services = stack.enter_context(claimed_services("ft-bench-celery"))
+            peer = await self.measure("celery", "workers", stack.enter_async_context(
+                celery_peer(services, self.sizes.timeout_s)))
+            if isinstance(peer, CeleryPeer):
+                del self.results["celery"]["workers"]  # the error stays in the report
+                yield peer
+            else:
+                yield None
 
-    async def _celery_child(self, services: Services) -> dict[str, Any]:
-        s = self.sizes
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [str(bench_python()), "-m", "bench.celery_peer", "--broker", services.amqp_url,
-             "--backend", services.redis_url, "--latency-n", str(s.celery_latency),
-             "--tasks", str(s.celery_tasks), "--timeout-s", str(s.timeout_s)],
-            env=bench_env(), capture_output=True, text=True, timeout=s.timeout_s + 300)
-        if done.returncode != 0:
-            raise RuntimeError(f"celery peer failed: {done.stderr[-2000:]}")
-        return dict(json.loads(done.stdout))
-
-    async def cluster_with_room(self) -> None:
+    async def cluster_with_room(self, celery: CeleryPeer | None) -> None:
         s, measure = self.sizes, self.measure
         async with running_cluster("ft-bench-room", stem_cells=STEM_CELLS,
                                    user_memory_mb=s.room_memory_mb) as bc:
             await measure("memory", "idle", snapshot(bc))
             await measure("platform", "warm blocking, sequential",
-                          through_gateway.warm_sequential(bc, s.sequential))
+                          self._latency_in_turns(bc, celery))
             # While the pool is still small: each first invoke then measures taking a stem
             # cell, not also the invoker's bookkeeping of a hundred warm containers.
             await measure("platform", "stem-cell start", through_gateway.first_invokes(
@@ -105,12 +104,50 @@ class Suite:
             sampler = PeakSampler(bc)
             sampler.start()
             try:
-                await measure("platform", "async throughput", through_gateway.async_throughput(
-                    bc, s.async_invokes, s.in_flight, s.timeout_s))
+                await measure("platform", "async throughput",
+                              self._throughput_in_turns(bc, celery))
             finally:
                 self.results["memory"]["under load"] = await sampler.stop()
             await measure("memory", "idle after load", snapshot(bc))
             await self._many(bc, "room", s.many_invokes)
+
+    async def _latency_in_turns(
+        self, bc: BenchCluster, celery: CeleryPeer | None
+    ) -> dict[str, Any]:
+        """Warm blocking calls and Celery's delay().get() in turns, so a machine whose speed
+        drifts during the run slows both alike."""
+        s = self.sizes
+        ours = await through_gateway.Sequential.on_a_warm_action(bc)
+        theirs: list[float] = []
+        for _ in range(s.latency_turns):
+            if celery is not None:
+                theirs += await celery.latency(max(1, s.celery_latency // s.latency_turns))
+            await ours.calls(max(1, s.sequential // s.latency_turns))
+        if celery is not None:
+            self.results["celery"]["delay().get() -P solo"] = {
+                **summary(theirs), "turns": s.latency_turns}
+        return {**ours.summary(), "turns": s.latency_turns}
+
+    async def _throughput_in_turns(
+        self, bc: BenchCluster, celery: CeleryPeer | None
+    ) -> dict[str, Any]:
+        """Non-blocking invokes until their records exist, and Celery's live tasks, in turns."""
+        s = self.sizes
+        per_turn = max(1, s.async_invokes // s.throughput_turns)
+        name = await through_gateway.async_action(bc, per_turn, s.in_flight, s.timeout_s)
+        ours, theirs = [], []
+        for _ in range(s.throughput_turns):
+            if celery is not None:
+                theirs.append(await celery.live(max(1, s.celery_tasks // s.throughput_turns)))
+            ours.append(await through_gateway.async_burst(
+                bc, [name], per_turn, s.in_flight, s.timeout_s))
+        if theirs:
+            done, elapsed = sum(t["done"] for t in theirs), sum(t["elapsed_s"] for t in theirs)
+            self.results["celery"]["live no-op tasks -P prefork -c 2"] = {
+                **{key: round(sum(t[key] for t in theirs), 3)
+                   for key in ("tasks", "done", "enqueue_s", "elapsed_s", "errors")},
+                "per_s": round(done / max(0.001, elapsed), 1), "turns": len(theirs)}
+        return through_gateway.bursts_together(ours)
 
     async def cluster_without_room(self) -> None:
         s = self.sizes

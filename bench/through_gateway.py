@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.cluster import NS, BenchCluster
@@ -21,30 +22,50 @@ def _annotation(body: dict[str, Any], key: str) -> Any:
     return next((a["value"] for a in body.get("annotations", []) if a["key"] == key), None)
 
 
+@dataclass
+class Sequential:
+    """Calls of one caller, one after the other: the latency of each, and where it went, from
+    each record (whole ms, so means): ``in`` from sending the request until the gateway's
+    publish is confirmed (HTTP, auth, lookup, publish), ``wait`` from then until the invoker
+    starts it (two bus hops and placement), ``run`` the invoker's start to end (the container's
+    /run), ``out`` from then until the response is read (record write, the reply hop, HTTP).
+    One clock: same host."""
+
+    bc: BenchCluster
+    name: str
+    wall: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(
+        default_factory=lambda: {"in": [], "wait": [], "run": [], "out": []})
+
+    @classmethod
+    async def on_a_warm_action(cls, bc: BenchCluster) -> Sequential:
+        name = f"warm-{_tag()}"
+        await bc.create_action(name)
+        for _ in range(20):
+            await bc.invoke_blocking(name)
+        return cls(bc, name)
+
+    async def calls(self, n: int) -> None:
+        for _ in range(n):
+            sent_ms, started = time.time() * 1000, time.perf_counter()
+            body = await self.bc.invoke_blocking(self.name)
+            self.wall.append(ms_since(started))
+            read_ms = time.time() * 1000
+            wait = float(_annotation(body, "waitTime") or 0)
+            self.parts["in"].append(body["start"] - wait - sent_ms)
+            self.parts["wait"].append(wait)
+            self.parts["run"].append(float(body["end"] - body["start"]))
+            self.parts["out"].append(read_ms - body["end"])
+
+    def summary(self) -> dict[str, Any]:
+        return {**summary(self.wall), **{f"{part}_mean_ms": summary(values)["mean_ms"]
+                                         for part, values in self.parts.items()}}
+
+
 async def warm_sequential(bc: BenchCluster, n: int) -> dict[str, Any]:
-    """Latency of one caller, and where it goes, from each record (whole ms, so means):
-    ``in`` from sending the request until the gateway's publish is confirmed (HTTP, auth,
-    lookup, publish), ``wait`` from then until the invoker starts it (two bus hops and
-    placement), ``run`` the invoker's start to end (the container's /run), ``out`` from then
-    until the response is read (record write, the reply hop, HTTP). One clock: same host."""
-    name = f"warm-{_tag()}"
-    await bc.create_action(name)
-    for _ in range(20):
-        await bc.invoke_blocking(name)
-    wall: list[float] = []
-    parts: dict[str, list[float]] = {"in": [], "wait": [], "run": [], "out": []}
-    for _ in range(n):
-        sent_ms, started = time.time() * 1000, time.perf_counter()
-        body = await bc.invoke_blocking(name)
-        wall.append(ms_since(started))
-        read_ms = time.time() * 1000
-        wait = float(_annotation(body, "waitTime") or 0)
-        parts["in"].append(body["start"] - wait - sent_ms)
-        parts["wait"].append(wait)
-        parts["run"].append(float(body["end"] - body["start"]))
-        parts["out"].append(read_ms - body["end"])
-    return {**summary(wall),
-            **{f"{part}_mean_ms": summary(values)["mean_ms"] for part, values in parts.items()}}
+    caller = await Sequential.on_a_warm_action(bc)
+    await caller.calls(n)
+    return caller.summary()
 
 
 async def warm_concurrent(bc: BenchCluster, total: int, workers: int) -> dict[str, Any]:
@@ -136,13 +157,27 @@ async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int
             "starts": starts, "error_reasons": reasons}
 
 
-async def async_throughput(bc: BenchCluster, n: int, in_flight: int,
-                           timeout_s: float) -> dict[str, Any]:
-    """One no-op action, warmed by a burst of the same shape first."""
+async def async_action(bc: BenchCluster, n: int, in_flight: int, timeout_s: float) -> str:
+    """A no-op action, warmed by a burst of the shape of ``n`` invokes first."""
     name = f"async-{_tag()}"
     await bc.create_action(name)
     await async_burst(bc, [name], max(4 * in_flight, n // 10), in_flight, timeout_s)
-    return await async_burst(bc, [name], n, in_flight, timeout_s)
+    return name
+
+
+def bursts_together(bursts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bursts taken in turns with other work, as one: their invokes over their time."""
+    total: dict[str, Any] = {"turns": len(bursts), "starts": {}, "error_reasons": {}}
+    for key in ("invokes", "accept_s", "elapsed_s", "errors", "refused", "failed", "missing"):
+        total[key] = round(sum(b[key] for b in bursts), 3)
+    for key in ("starts", "error_reasons"):
+        for burst in bursts:
+            for what, count in burst[key].items():
+                total[key][what] = total[key].get(what, 0) + count
+    done = sum(b["per_s"] * b["elapsed_s"] for b in bursts)
+    total["per_s"] = round(done / max(0.001, total["elapsed_s"]), 1)
+    total["actions"], total["in_flight"] = bursts[0]["actions"], bursts[0]["in_flight"]
+    return total
 
 
 WARM_UP_BURSTS = 4
