@@ -176,6 +176,5 @@ class Suite:
         for key, actions in (("1 action", 1), ("many actions", s.many_actions)):
             group[key] = await self.measure(
                 "platform", f"many actions, {room}: {actions}",
-                through_gateway.many_actions(bc, actions, invokes, s.in_flight, s.timeout_s,
-                                             room=room == "room"))
+                through_gateway.many_actions(bc, actions, invokes, s.in_flight, s.timeout_s))
             del self.results["platform"][f"many actions, {room}: {actions}"]

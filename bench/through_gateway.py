@@ -180,25 +180,16 @@ def bursts_together(bursts: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-WARM_UP_BURSTS = 4
-
-
 async def many_actions(bc: BenchCluster, actions: int, n: int, in_flight: int,
-                       timeout_s: float, memory: int = 128, room: bool = True) -> dict[str, Any]:
+                       timeout_s: float, memory: int = 128) -> dict[str, Any]:
     """Throughput over ``actions`` distinct actions; each is invoked once first (its cold
-    start, timed as the warm-up). With ``room`` the warm-up is repeated until a burst starts
-    no container (one action needs as many containers as invokes in flight, and the pool
-    starts them only as the load asks for them), so the measured burst finds them all warm."""
+    start, timed as the warm-up), so with room in the pool the burst finds them warm."""
     tag = _tag()
     names = [f"many{actions}-{tag}-{i}" for i in range(actions)]
     for name in names:
         await bc.create_action(name, memory=memory)
     started = time.perf_counter()
-    for _ in range(WARM_UP_BURSTS if room else 1):
-        warm_up = await async_burst(bc, names, max(actions, 2 * in_flight), in_flight,
-                                    timeout_s)
-        if set(warm_up["starts"]) <= {"warm"}:
-            break
+    warm_up = await async_burst(bc, names, max(actions, 2 * in_flight), in_flight, timeout_s)
     warm_up_s = time.perf_counter() - started
     burst = await async_burst(bc, names, n, in_flight, timeout_s)
     return {**burst, "warm_up_s": round(warm_up_s, 1), "warm_up_errors": warm_up["errors"]}
