@@ -1,10 +1,11 @@
-"""Summaries of latency samples and a clock in milliseconds."""
+"""Summaries of latency samples and of rates measured in turns, and a clock in milliseconds."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -20,6 +21,17 @@ def summary(samples_ms: list[float]) -> dict[str, float]:
         "p99_ms": round(percentile(samples_ms, 99), 3),
         "mean_ms": round(statistics.fmean(samples_ms), 3),
     }
+
+
+def turns_together(turns: list[dict[str, Any]], counts: Iterable[str], done: str,
+                   elapsed: str = "elapsed_s") -> dict[str, Any]:
+    """A rate measured in turns with other work, as one: ``counts`` (``elapsed`` among them)
+    summed over the turns, and ``per_s``, the summed ``done`` over the summed time."""
+    total: dict[str, Any] = {"turns": len(turns)}
+    for key in {*counts, done, elapsed}:
+        total[key] = round(sum(t[key] for t in turns), 3)
+    total["per_s"] = round(total[done] / max(0.001, total[elapsed]), 1)
+    return total
 
 
 def ms_since(start: float) -> float:

@@ -18,7 +18,7 @@ from bench.env import bench_venv_ready, ensure_bwrap
 from bench.floors_container import RawContainers, container_floors, start_summary
 from bench.memory import PeakSampler, snapshot
 from bench.sizes import Sizes
-from bench.stats import summary
+from bench.stats import summary, turns_together
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 SECTIONS = ("floors", "celery", "platform", "memory")
@@ -142,11 +142,8 @@ class Suite:
             ours.append(await through_gateway.async_burst(
                 bc, [name], per_turn, s.in_flight, s.timeout_s))
         if theirs:
-            done, elapsed = sum(t["done"] for t in theirs), sum(t["elapsed_s"] for t in theirs)
-            self.results["celery"]["live no-op tasks -P prefork -c 2"] = {
-                **{key: round(sum(t[key] for t in theirs), 3)
-                   for key in ("tasks", "done", "enqueue_s", "elapsed_s", "errors")},
-                "per_s": round(done / max(0.001, elapsed), 1), "turns": len(theirs)}
+            self.results["celery"]["live no-op tasks -P prefork -c 2"] = turns_together(
+                theirs, ("tasks", "enqueue_s", "errors"), done="done")
         return through_gateway.bursts_together(ours)
 
     async def cluster_without_room(self) -> None:

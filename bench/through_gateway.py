@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.cluster import NS, BenchCluster
-from bench.stats import ms_since, summary
+from bench.stats import ms_since, summary, turns_together
 
 
 def _tag() -> str:
@@ -151,7 +151,7 @@ async def async_burst(bc: BenchCluster, names: list[str], n: int, in_flight: int
     missing = max(0, n - refused - found)
     return {"invokes": n, "actions": len(names), "in_flight": in_flight,
             "accept_s": round(accepted_s, 3), "elapsed_s": round(elapsed_s, 3),
-            "per_s": round((found - failed) / elapsed_s, 1),
+            "succeeded": found - failed, "per_s": round((found - failed) / elapsed_s, 1),
             "errors": refused + failed + missing,
             "refused": refused, "failed": failed, "missing": missing,
             "starts": starts, "error_reasons": reasons}
@@ -166,16 +166,15 @@ async def async_action(bc: BenchCluster, n: int, in_flight: int, timeout_s: floa
 
 
 def bursts_together(bursts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bursts taken in turns with other work, as one: their invokes over their time."""
-    total: dict[str, Any] = {"turns": len(bursts), "starts": {}, "error_reasons": {}}
-    for key in ("invokes", "accept_s", "elapsed_s", "errors", "refused", "failed", "missing"):
-        total[key] = round(sum(b[key] for b in bursts), 3)
+    """Bursts taken in turns with other work, as one: their succeeded invokes over their time."""
+    total = turns_together(bursts, ("invokes", "accept_s", "errors", "refused", "failed",
+                                    "missing"), done="succeeded")
     for key in ("starts", "error_reasons"):
+        merged: dict[str, int] = {}
         for burst in bursts:
             for what, count in burst[key].items():
-                total[key][what] = total[key].get(what, 0) + count
-    done = sum(b["per_s"] * b["elapsed_s"] for b in bursts)
-    total["per_s"] = round(done / max(0.001, total["elapsed_s"]), 1)
+                merged[what] = merged.get(what, 0) + count
+        total[key] = merged
     total["actions"], total["in_flight"] = bursts[0]["actions"], bursts[0]["in_flight"]
     return total
 

@@ -20,25 +20,25 @@ if TYPE_CHECKING:
 
 class FairBuffer:
     def __init__(self) -> None:
-        # The dict's order is the rotation: the first namespace has the turn.
+        # The dict's order is the rotation: the first namespace has the turn. A namespace
+        # whose queue empties leaves it.
         self._queues: dict[str, deque[tuple[int, Job]]] = {}
         self._arrivals = itertools.count()
-        self._count = 0
-        self._memory = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
 
     def __len__(self) -> int:
-        return self._count
+        return sum(len(queue) for queue in self._queues.values())
 
     @property
     def memory(self) -> int:
         """MB the buffered jobs will need."""
-        return self._memory
+        return sum(job.memory for queue in self._queues.values() for _, job in queue)
 
     def append(self, job: Job) -> None:
         # A namespace with nothing buffered joins the rotation at its end.
         self._queues.setdefault(job.namespace, deque()).append((next(self._arrivals), job))
-        self._count += 1
-        self._memory += job.memory
 
     def head(self) -> Job | None:
         """The job whose turn it is."""
@@ -53,8 +53,6 @@ class FairBuffer:
         del self._queues[namespace]
         if queue:
             self._queues[namespace] = queue
-        self._count -= 1
-        self._memory -= job.memory
         return job
 
     def jobs(self) -> list[Job]:
@@ -67,5 +65,4 @@ class FairBuffer:
         """Empty the buffer; what it held, oldest first."""
         jobs = self.jobs()
         self._queues.clear()
-        self._count = self._memory = 0
         return jobs
