@@ -87,12 +87,21 @@ _THROTTLE_INVOKE = """
 local own = redis.call('HMGET', KEYS[1], 'invocationsPerMinute', 'concurrentInvocations')
 local per_minute = tonumber(own[1]) or tonumber(ARGV[1])
 local concurrent = tonumber(own[2]) or tonumber(ARGV[2])
-local count = redis.call('INCR', KEYS[2])
-if count == 1 then redis.call('EXPIRE', KEYS[2], 120) end
-if count > per_minute then return {1, count, per_minute} end
+-- A refusal for concurrency does not count against the minute: a producer that waits for a
+-- slot and asks again (a queue feed, a rule) must not use the window up by asking. Refusals
+-- for the rate count as upstream (the message's count); the window is already full then.
+local function counted()
+  local n = redis.call('INCR', KEYS[2])
+  if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+  return n
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= per_minute then
+  return {1, counted(), per_minute}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
 local in_flight = redis.call('ZCARD', KEYS[3])
 if in_flight >= concurrent then return {2, in_flight, concurrent} end
+local count = counted()
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 -- The set outlives its newest deadline only briefly, so an idle namespace leaves nothing.
 local ttl = math.ceil((tonumber(ARGV[4]) - tonumber(ARGV[3])) / 1000) + 60

@@ -10,10 +10,15 @@ trip per check: the namespace's own limits are read by the same script.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import ActionDoc
 from bus.store import Store
+
+log = logging.getLogger(__name__)
 
 RATE_EXCEEDED = 1
 CONCURRENCY_EXCEEDED = 2
@@ -25,17 +30,30 @@ _ACK_ADDON_MS = 60_000
 _MIN_ACK_BASE_MS = 60_000
 
 
+# How often a producer waiting for a concurrency slot asks again: slots free as records are
+# written, which nothing announces. Rate refusals wait for the next minute instead.
+CONCURRENCY_RECHECK_MS = 250
+MINUTE_MS = 60_000
+
+
 class Throttled(Exception):
-    """Over a throttle; ``str()`` is OpenWhisk's message (answered with a 429)."""
+    """Over a throttle; ``str()`` is OpenWhisk's message (answered with a 429).
+    ``retry_after_ms``: when asking again may be admitted."""
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
-def too_many_requests(count: int, allowed: int) -> Throttled:
-    return Throttled(f"Too many requests in the last minute (count: {count}, allowed: {allowed}).")
+def too_many_requests(count: int, allowed: int, now: int) -> Throttled:
+    return Throttled(f"Too many requests in the last minute (count: {count}, allowed: {allowed}).",
+                     retry_after_ms=MINUTE_MS - now % MINUTE_MS)
 
 
 def too_many_concurrent(count: int, allowed: int) -> Throttled:
     return Throttled(
-        f"Too many concurrent requests in flight (count: {count}, allowed: {allowed}).")
+        f"Too many concurrent requests in flight (count: {count}, allowed: {allowed}).",
+        retry_after_ms=CONCURRENCY_RECHECK_MS)
 
 
 def in_flight_deadline(doc: ActionDoc, now: int) -> int:
@@ -58,7 +76,7 @@ async def admit_invocation(
         per_minute=settings.invocations_per_minute, concurrent=settings.concurrent_invocations,
     )
     if verdict == RATE_EXCEEDED:
-        raise too_many_requests(count, allowed)
+        raise too_many_requests(count, allowed, now)
     if verdict == CONCURRENCY_EXCEEDED:
         raise too_many_concurrent(count, allowed)
 
@@ -66,7 +84,30 @@ async def admit_invocation(
 async def admit_fire(store: Store, settings: Settings, namespace: str) -> None:
     """Count one trigger fire of ``namespace`` (fires count against ``firesPerMinute`` only:
     the actions its rules start are counted as invocations when the initializer starts them)."""
+    now = now_ms()
     verdict, count, allowed = await store.throttle_fire(
-        namespace, now=now_ms(), per_minute=settings.fires_per_minute)
+        namespace, now=now, per_minute=settings.fires_per_minute)
     if verdict == RATE_EXCEEDED:
-        raise too_many_requests(count, allowed)
+        raise too_many_requests(count, allowed, now)
+
+
+async def admit_when_allowed(
+    store: Store, settings: Settings, namespace: str, doc: ActionDoc, activation_id: str,
+    *, deadline: int | None = None,
+) -> None:
+    """``admit_invocation`` for producers that can wait (queue feeds, rules fired through the
+    exchange, alarms): a throttle is back-pressure, not a failure. Waits until the window or
+    a free slot admits the invocation; raises the last ``Throttled`` only if that would be
+    after ``deadline`` (ms; None: wait as long as it takes)."""
+    while True:
+        try:
+            await admit_invocation(store, settings, namespace, doc, activation_id)
+            return
+        except Throttled as exc:
+            # A little past the minute's edge, so the clocks of gateway and Redis agree.
+            wait_ms = exc.retry_after_ms + (50 if exc.retry_after_ms > CONCURRENCY_RECHECK_MS
+                                            else 0)
+            if deadline is not None and now_ms() + wait_ms > deadline:
+                raise
+            log.debug("%s waits %d ms for its throttle: %s", activation_id, wait_ms, exc)
+            await asyncio.sleep(wait_ms / 1000)

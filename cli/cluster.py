@@ -29,34 +29,54 @@ class ClusterError(RuntimeError):
 
 @dataclass
 class LocalCluster:
-    """``env`` holds FT_* settings for every process; invoker ids are added per invoker."""
+    """``env`` holds FT_* settings for every process; invoker ids are added per invoker.
+
+    ``own_process_groups``: the children do not share our process group, so a Ctrl-C in the
+    terminal reaches only us and we stop them in order (what `ft up` wants); tests leave them
+    in the group, so an interrupted test run takes its children with it."""
 
     env: dict[str, str]
     invoker_ids: list[str]
     log_dir: Path | None = None  # None: children inherit our stdout/stderr
+    own_process_groups: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def api_host(self) -> str:
         return self.env.get("FT_API_HOST", "http://127.0.0.1:3233")
 
     def start(self) -> None:
-        self._spawn("initializer", "initializer", {})
+        self.spawn("initializer", "initializer")
         for invoker_id in self.invoker_ids:
-            self._spawn(invoker_id, "invoker", {"FT_INVOKER_ID": invoker_id})
-        self._spawn("gateway", "gateway", {})
+            self.spawn(invoker_id, "invoker", {"FT_INVOKER_ID": invoker_id})
+        self.spawn("gateway", "gateway")
 
-    def _spawn(self, name: str, component: str, extra: dict[str, str]) -> None:
+    def spawn(self, name: str, component: str, extra: dict[str, str] | None = None) -> None:
+        """Start ``component`` as child ``name`` (its log appended to ``<name>.log``)."""
+        self.specs[name] = (component, dict(extra or {}))
         out: IO[bytes] | None = None
         if self.log_dir is not None:
-            out = open(self.log_dir / f"{name}.log", "wb")
-            self._logs.append(out)
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-c", COMPONENTS[component]],
-            env={**os.environ, **self.env, **extra},
-            stdout=out, stderr=subprocess.STDOUT if out else None,
-        )
+            out = open(self.log_path(name), "ab")
+        try:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-c", COMPONENTS[component]],
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(extra or {})},
+                stdout=out, stderr=subprocess.STDOUT if out else None,
+                process_group=0 if self.own_process_groups else None,
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy of the descriptor
+
+    def restart(self, name: str) -> None:
+        """Start child ``name`` again as it was first started (after it exited)."""
+        component, extra = self.specs[name]
+        self.spawn(name, component, extra)
+
+    def log_path(self, name: str) -> Path:
+        assert self.log_dir is not None
+        return self.log_dir / f"{name}.log"
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -87,8 +107,6 @@ class LocalCluster:
                 print(f"{name} did not stop in time; killing it", file=sys.stderr)
                 proc.kill()
                 proc.wait()
-        for log in self._logs:
-            log.close()
 
     def logs(self, tail: int = 4000) -> str:
         if self.log_dir is None:

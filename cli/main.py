@@ -283,6 +283,10 @@ def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
         "up", help="run RabbitMQ, Redis, gateway, initializer and invoker locally"
     )
     up.add_argument("--demo", action="store_true", help="also create demo actions")
+    up.add_argument("--invokers", type=int, default=1, metavar="N",
+                    help="run N invokers (default 1)")
+    up.add_argument("--quiet", action="store_true",
+                    help="do not echo the children's logs (they are in <work dir>/logs)")
     up.set_defaults(handler=server.run_up)
 
     for name, handler, help_text in (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("FT_STATE_DIR", "/var/lib/funtainer"))
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+CONSUMER_TIMEOUT_MS = 7 * 3600 * 1000
 
 
 class ServiceError(RuntimeError):
@@ -85,8 +86,12 @@ def ensure_rabbitmq(say: Callable[[str], None]) -> None:
     if amqp_ready():
         return
     say("starting RabbitMQ")
+    # A throttled event waits unacked for its namespace's window, up to an action's longest
+    # maxEventAgeSeconds (6 h); RabbitMQ's default 30 min consumer_timeout would cut it short.
+    env = {**os.environ, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+           f"-rabbit consumer_timeout {CONSUMER_TIMEOUT_MS}"}
     subprocess.run([_require("rabbitmq-server", "rabbitmq-server"), "-detached"], check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     _wait(amqp_ready, "RabbitMQ", 90)
 
 

@@ -1,6 +1,7 @@
 """`ft up`: everything on this machine in one command. Starts RabbitMQ, Redis and the Docker
-engine if needed, builds the runtime images if missing, runs gateway, initializer and invoker
-as child processes, and stops the children cleanly on Ctrl-C."""
+engine if needed, builds the runtime images if missing, runs gateway, initializer and
+invoker(s) as supervised child processes (one that dies is restarted, cli/supervisor.py),
+and stops them all cleanly on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from bus.config import get_settings
 from cli.cluster import ClusterError, LocalCluster
 from cli.services import ServiceError, ensure_all
+from cli.supervisor import LogFollower, Supervisor
 
 DEMO_CODE = '''\
 import platform
@@ -68,6 +71,18 @@ def _write_wskprops(api_host: str, auth: str) -> None:
         print(f"ok: wrote {path}")
 
 
+def invoker_ids(base: str, count: int) -> list[str]:
+    """One invoker keeps its configured id; N invokers are numbered from it (invoker0..)."""
+    if count <= 1:
+        return [base]
+    stem = base.rstrip("0123456789") or "invoker"
+    return [f"{stem}{i}" for i in range(count)]
+
+
+def _say(message: str) -> None:
+    print(f"ft up: {message}", flush=True)
+
+
 def main(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
@@ -86,25 +101,66 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    # The children inherit this process's FT_* environment: one configuration for all.
+    log_dir = Path(settings.work_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # The children inherit this process's FT_* environment: one configuration for all. They
+    # get process groups of their own: a Ctrl-C reaches only us, and we stop them in order.
     cluster = LocalCluster(env={"FT_API_HOST": settings.api_host},
-                           invoker_ids=[settings.invoker_id])
+                           invoker_ids=invoker_ids(settings.invoker_id, args.invokers),
+                           log_dir=log_dir, own_process_groups=True)
+    supervisor = Supervisor(cluster, say=_say)
+    follower = LogFollower(cluster, lambda line: print(line, flush=True))
+
+    def supervise() -> None:
+        supervisor.poll()
+        if not args.quiet:
+            follower.poll()
+
     try:
+        for log in log_dir.glob("*.log"):
+            log.replace(log.with_suffix(".log.1"))  # the previous run's, kept once
         cluster.start()
-        cluster.wait_for_gateway()
+        _say(f"started {', '.join(cluster.procs)} (logs in {log_dir})")
+        if not _wait_for_gateway(cluster.api_host, supervise, lambda: stopping):
+            if stopping:
+                return 0
+            print(f"error: the gateway did not answer within {GATEWAY_START_S} s",
+                  file=sys.stderr)
+            return 1
         auth = f"{settings.guest_uuid}:{settings.guest_key}"
         print(f"ok: Funtainer is up\n   API host  {settings.api_host}\n   guest key {auth}")
         _write_wskprops(settings.api_host, auth)
         if getattr(args, "demo", False):
             _run_demo(settings.api_host, auth)
-        print("Press Ctrl-C to stop.")
+        print("Press Ctrl-C to stop.", flush=True)
         while not stopping:
-            cluster.check_alive()
-            time.sleep(0.5)
+            supervise()
+            time.sleep(SUPERVISE_EVERY_S)
         return 0
     except (ClusterError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        print("stopping ...")
+        print("stopping ...", flush=True)
         cluster.stop()
+        if not args.quiet:
+            follower.poll()
+
+
+GATEWAY_START_S = 60
+SUPERVISE_EVERY_S = 0.25
+
+
+def _wait_for_gateway(api_host: str, supervise: Callable[[], None],
+                      stopping: Callable[[], bool]) -> bool:
+    """Until the gateway answers, supervising meanwhile (a child that dies while the
+    platform starts is restarted like any other)."""
+    deadline = time.monotonic() + GATEWAY_START_S
+    while time.monotonic() < deadline and not stopping():
+        supervise()
+        try:
+            with urllib.request.urlopen(f"{api_host}/api/v1", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False

@@ -5,6 +5,12 @@ The order is what makes redelivery harmless: rule activations are published (con
 first, under ids derived from the trigger activation id and the rule, and the trigger record
 is written last. A fire interrupted in between is redelivered and publishes the very same ids
 again, which the invokers' first-record-wins write turns into one answer each.
+
+Everything that fires triggers can wait, so here the namespace's throttles are back-pressure,
+not failures: a rule over ``invocationsPerMinute`` or ``concurrentInvocations`` waits until the
+window or a slot admits it, while its message stays unacked with its consumer (which takes no
+more than its prefetch). An asynchronous rule waits at most its action's
+``maxEventAgeSeconds`` from the fire; a queue feed's batch waits as long as it takes.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from bus.events import EntityRef, TriggerDoc, TriggerFire
 from bus.ids import new_transaction_id
 from bus.models import ActivationRecord, ActivationResponse, StatusCode
 from bus.replies import ReplyFuture, ReplyWaiters
-from bus.requests import ParametersNotAllowed, build_payload, build_request
+from bus.requests import ParametersNotAllowed, async_policy, build_payload, build_request
 from bus.resolution import ResolutionError, ResolvedAction, resolve_action
 from bus.store import Store
-from bus.throttling import Throttled, admit_invocation
+from bus.throttling import Throttled, admit_when_allowed
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,9 @@ _RULE_ACTIVATION_IDS = uuid.UUID("5f0c7a4e-2b1d-4c47-9d0e-6a3f1b8e2c10")
 ACTION_MISSING = "The requested resource does not exist."
 PARAMETERS_NOT_ALLOWED = (
     "Request defines parameters that are not allowed (e.g., reserved properties)."
+)
+THROTTLED_PAST_MAX_AGE = (
+    "The event waited for the namespace's throttle past its maximum age ({s} s): {reason}"
 )
 
 
@@ -108,30 +117,41 @@ class FireFanout:
             args["__ow_headers"] = dict(fire.headers)
         resolved = await asyncio.gather(
             *(self._resolve(fire.namespace, link.action) for _, link in active))
-        publishes = []
-        for (rule, link), action in zip(active, resolved, strict=True):
-            outcome = RuleActivation(rule=rule, action=f"{link.action.path}/{link.action.name}")
-            result.rules.append(outcome)
-            if action is None:
-                outcome.error = ACTION_MISSING
-                continue
-            try:
-                payload = build_payload(action.doc, args, base=action.base)
-            except ParametersNotAllowed:
-                outcome.error = PARAMETERS_NOT_ALLOWED
-                continue
-            aid = rule_activation_id(fire.activation_id, rule)
-            try:
-                await admit_invocation(self.store, self.settings, fire.namespace, action.doc, aid)
-            except Throttled as exc:
-                outcome.error = str(exc)
-                continue
-            outcome.activation_id = aid
-            outcome.timeout_ms = action.doc.limits.timeout
-            publishes.append(self._publish(fire, action, payload, outcome, waiters))
+        publishes: list[asyncio.Task[None]] = []
         try:
+            for (rule, link), action in zip(active, resolved, strict=True):
+                outcome = RuleActivation(rule=rule,
+                                         action=f"{link.action.path}/{link.action.name}")
+                result.rules.append(outcome)
+                if action is None:
+                    outcome.error = ACTION_MISSING
+                    continue
+                try:
+                    payload = build_payload(action.doc, args, base=action.base)
+                except ParametersNotAllowed:
+                    outcome.error = PARAMETERS_NOT_ALLOWED
+                    continue
+                aid = rule_activation_id(fire.activation_id, rule)
+                max_age_s = None if waiters is not None else async_policy(
+                    action.doc).max_event_age_s
+                try:
+                    await admit_when_allowed(
+                        self.store, self.settings, fire.namespace, action.doc, aid,
+                        deadline=None if max_age_s is None else fire.fired_at + max_age_s * 1000)
+                except Throttled as exc:
+                    outcome.error = THROTTLED_PAST_MAX_AGE.format(s=max_age_s, reason=exc)
+                    continue
+                outcome.activation_id = aid
+                outcome.timeout_ms = action.doc.limits.timeout
+                # Published now, not after the other rules: a rule waiting for a concurrency
+                # slot must not wait on a slot this one holds unpublished.
+                publishes.append(asyncio.create_task(
+                    self._publish(fire, action, payload, outcome, waiters)))
             await asyncio.gather(*publishes)
         except BaseException:
+            for task in publishes:
+                task.cancel()
+            await asyncio.gather(*publishes, return_exceptions=True)
             if waiters is not None:
                 for aid in result.activation_ids:
                     waiters.discard(aid)

@@ -17,7 +17,7 @@ from bus.store import Store
 
 # The end-to-end cluster fixtures, defined once for the whole tree: a fixture re-exported by
 # another conftest would be a second definition, and start a second cluster.
-pytest_plugins = ["tests.cluster_fixtures"]
+pytest_plugins = ["tests.cluster_fixtures", "tests.early_scenarios"]
 
 RABBIT = "amqp://guest:guest@127.0.0.1:5672"
 REDIS = "redis://127.0.0.1:6379"

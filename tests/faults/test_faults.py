@@ -79,7 +79,7 @@ async def test_sigkill_of_a_busy_invoker_loses_nothing(
     assert (await _states(http))[victim] == "down"
     # Restore: an invoker with the same id removes what its previous life left behind.
     assert leftovers, "the killed invoker left no containers: nothing to verify"
-    cluster.processes._spawn(f"{victim}-restarted", "invoker", {"FT_INVOKER_ID": victim})
+    cluster.processes.spawn(f"{victim}-restarted", "invoker", {"FT_INVOKER_ID": victim})
     await wait_ready(cluster.processes, cluster.settings, [victim])
     assert not leftovers & _containers(victim)
     await _until_state(http, victim, "up")
@@ -157,6 +157,6 @@ async def test_sigterm_drains_an_invoker_and_its_successor_starts_clean(
     _, result, fed = await mixed.verdicts(store, fault_at, "invoker SIGTERM")
     assert result.lost == 0 and result.duplicated == 0 and result.failed_explicit == 0
     assert fed.lost == 0
-    cluster.processes._spawn(f"{victim}-after-term", "invoker", {"FT_INVOKER_ID": victim})
+    cluster.processes.spawn(f"{victim}-after-term", "invoker", {"FT_INVOKER_ID": victim})
     await wait_ready(cluster.processes, cluster.settings, [victim])
     await _until_state(http, victim, "up")

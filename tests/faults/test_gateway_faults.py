@@ -37,7 +37,7 @@ def _wait_answering(api_host: str, timeout: float = 30) -> None:
 
 async def _spawn_gateway(cluster: Cluster, name: str, port: int) -> str:
     api_host = f"http://127.0.0.1:{port}"
-    cluster.processes._spawn(name, "gateway",
+    cluster.processes.spawn(name, "gateway",
                              {"FT_GATEWAY_PORT": str(port), "FT_API_HOST": api_host})
     await asyncio.to_thread(_wait_answering, api_host)
     return api_host
