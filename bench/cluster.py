@@ -21,7 +21,7 @@ from bus.broker import Broker
 from bus.config import GUEST_KEY, GUEST_UUID, Settings
 from bus.store import Store
 from cli.cluster import ClusterError, LocalCluster, free_port, settings_env
-from invoker.backends.docker import DockerBackend
+from invoker.service import make_backend
 from tests.cluster_fixtures import wait_for_stem_cells
 from tests.conftest import claimed_redis_db, fresh_vhost
 
@@ -90,16 +90,18 @@ class BenchCluster:
 @asynccontextmanager
 async def running_cluster(
     prefix: str, *, stem_cells: list[dict[str, Any]], user_memory_mb: int = 2048,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, backend: str = "docker",
 ) -> AsyncIterator[BenchCluster]:
-    """Gateway, initializer and one invoker on services of their own, stem cells prewarmed."""
+    """Gateway, initializer and one invoker (on ``backend``) on services of their own, stem
+    cells prewarmed."""
     tag = uuid.uuid4().hex[:6]
     work_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     with claimed_services(prefix) as services:
         processes = LocalCluster(
             env=settings_env(amqp_url=services.amqp_url, redis_url=services.redis_url,
                              port=free_port(), work_dir=work_dir, user_memory_mb=user_memory_mb,
-                             stem_cells=stem_cells) | (extra_env or {}),
+                             stem_cells=stem_cells)
+            | {"FT_CONTAINER_BACKEND": backend} | (extra_env or {}),
             invoker_ids=[f"{prefix}-{tag}"], log_dir=work_dir,
         )
         processes.start()
@@ -130,6 +132,6 @@ async def running_cluster(
             await asyncio.to_thread(processes.stop, 180)
             # Whatever an invoker killed on the way out left behind (containers under its
             # id, tmpfs mounts under work_dir) goes too: only ever our own.
-            await DockerBackend(Settings(invoker_id=processes.invoker_ids[0],
-                                         work_dir=work_dir)).close()
+            await make_backend(Settings(invoker_id=processes.invoker_ids[0],
+                                        work_dir=work_dir, container_backend=backend)).close()
             shutil.rmtree(work_dir, ignore_errors=True)

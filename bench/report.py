@@ -112,6 +112,23 @@ def rows_for(results: dict[str, Any]) -> list[Row]:
         count = _get(group, "many actions", "actions") or "many"
         rows.append(_rate(f"{room}: async, {count} actions", group.get("many actions"),
                           single, "1 action" if single else ""))
+    sbx = results.get("sandbox", {})
+    docker_warm = _get(p, "warm blocking, sequential", "p50_ms")
+    bwrap_raw = _get(sbx, "cold start", "raw beside", "p50_ms")
+    rows += [
+        _latency("sandbox: warm blocking, sequential", sbx.get("warm blocking, sequential"),
+                 docker_warm, "docker, this run" if docker_warm else ""),
+        _latency("sandbox: first invoke on a stem cell", sbx.get("stem-cell start")),
+        _latency("sandbox: first invoke, cold", sbx.get("cold start"), bwrap_raw,
+                 "raw bubblewrap" if bwrap_raw else ""),
+        _latency("  raw bubblewrap until socket, beside", _get(sbx, "cold start", "raw beside")),
+    ]
+    group = sbx.get("many actions, no room") or {}
+    count = _get(group, "many actions", "actions") or "many"
+    rows.append(_rate("sandbox no room: async, 1 action", group.get("1 action")))
+    rows.append(_rate(f"sandbox no room: async, {count} actions", group.get("many actions"),
+                      _get(p, "many actions, no room", "many actions", "per_s"),
+                      "docker, this run"))
     memory = results.get("memory", {})
     for when in ("idle", "under load", "idle after load"):
         for role, mb in (_get(memory, when, "processes_mb") or {}).items():
@@ -164,11 +181,37 @@ def targets_for(results: dict[str, Any]) -> list[Target]:
         Target("100 actions keep >= 50% of 1-action throughput (room)",
                f"{many / one:.0%}" if both(many, one) else "-",
                _verdict(many / one >= 0.5 if both(many, one) else None)),
+        *_sandbox_targets(results.get("sandbox", {}), warm),
         Target("memory flat over 10 minutes",
                results.get("soak", {}).get("summary", "run with --soak 600"),
                _verdict(soak)),
     ]
     return out
+
+
+def _sandbox_targets(sbx: dict[str, Any], docker_warm: float | None) -> list[Target]:
+    """Issue 14's: the sandbox's cold start against 30 ms and the raw bubblewrap floor, its
+    warm calls against Docker's, and many distinct actions on a full pool."""
+    cold = _get(sbx, "cold start", "p50_ms")
+    raw = _get(sbx, "cold start", "raw beside", "p50_ms")
+    warm = _get(sbx, "warm blocking, sequential", "p50_ms")
+    many = _get(sbx, "many actions, no room", "many actions")
+    rate = many.get("per_s") if isinstance(many, dict) else None
+    errors = many.get("errors") if isinstance(many, dict) else None
+    return [
+        Target("sandbox cold start p50 <= 30 ms", f"{cold} ms" if cold is not None else "-",
+               _verdict(cold <= 30 if cold is not None else None)),
+        Target("sandbox cold start <= raw bubblewrap + 10 ms",
+               f"{cold - raw:+.1f} ms ({cold} vs {raw} ms)"
+               if cold is not None and raw is not None else "-",
+               _verdict(cold - raw <= 10 if cold is not None and raw is not None else None)),
+        Target("sandbox warm p50 <= docker warm p50",
+               f"{warm} vs {docker_warm} ms" if warm is not None and docker_warm else "-",
+               _verdict(warm <= docker_warm if warm is not None and docker_warm else None)),
+        Target("sandbox many actions, full pool >= 100 /s, 0 errors",
+               f"{rate} /s, {errors} errors" if rate is not None else "-",
+               _verdict(rate >= 100 and not errors if rate is not None else None)),
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -1,6 +1,7 @@
 """The whole benchmark in one go on the same services: floors, then the platform on a cluster
 whose pool has room for everything, with Celery's workers up beside it and measured in turns
-with it, then the platform on one with no stem cells and little room."""
+with it, then the platform on one with no stem cells and little room; then both clusters
+again on the sandbox backend, beside the raw bubblewrap floor."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from bench.sizes import Sizes
 from bench.stats import summary, turns_together
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
-SECTIONS = ("floors", "celery", "platform", "memory")
+SECTIONS = ("floors", "celery", "platform", "sandbox", "memory")
 
 
 class Suite:
@@ -50,6 +51,7 @@ class Suite:
         async with self._celery() as celery:
             await self.cluster_with_room(celery)
         await self.cluster_without_room()
+        await self.sandbox_clusters()
         return self.results
 
     async def floors(self) -> None:
@@ -153,6 +155,33 @@ class Suite:
             await self.measure("platform", "cold start", self._cold_beside_raw(bc))
             await self._many(bc, "no room", s.no_room_invokes)
 
+    async def sandbox_clusters(self) -> None:
+        """The same measurements on the sandbox backend, in the same run."""
+        s, measure = self.sizes, self.measure
+        async with running_cluster("ft-bench-sbx-room", stem_cells=STEM_CELLS,
+                                   user_memory_mb=s.room_memory_mb, backend="sandbox") as bc:
+            await measure("sandbox", "warm blocking, sequential",
+                          through_gateway.warm_sequential(bc, s.sequential))
+            await measure("sandbox", "stem-cell start", through_gateway.first_invokes(
+                bc, s.first_invokes, 256, stem_cells=sum(int(c["count"]) for c in STEM_CELLS)))
+        async with running_cluster("ft-bench-sbx-tight", stem_cells=[], backend="sandbox",
+                                   user_memory_mb=s.no_room_memory_mb) as bc:
+            await measure("sandbox", "cold start", self._cold_beside_bwrap(bc))
+            await self._many(bc, "no room", s.no_room_invokes, section="sandbox")
+
+    async def _cold_beside_bwrap(self, bc: BenchCluster) -> dict[str, Any]:
+        """Sandbox cold starts in turns with the raw bubblewrap floor (spawn until a socket
+        answers), as the Docker cold starts are taken beside raw containers."""
+        bwrap = ensure_bwrap(lambda m: print(f".. {m}"))
+        raw_samples, cold = [], []
+        for _ in range(self.sizes.first_invokes):
+            if bwrap is not None:
+                raw = await asyncio.to_thread(floors.bubblewrap_spawn, bwrap, 1)
+                raw_samples.append(raw["p50_ms"])
+            cold.append(await through_gateway.first_invoke(bc, 256))
+        return {**through_gateway.first_summary(cold),
+                "raw beside": summary(raw_samples) if raw_samples else {}}
+
     async def _cold_beside_raw(self, bc: BenchCluster) -> dict[str, Any]:
         """Cold starts (the cluster has no stem cells) taken in turns with raw starts of the
         same container, so both see the same load on a shared machine: the difference is
@@ -166,12 +195,13 @@ class Suite:
         return {**through_gateway.first_summary(cold),
                 "raw beside": start_summary(raw_samples)}
 
-    async def _many(self, bc: BenchCluster, room: str, invokes: int) -> None:
+    async def _many(self, bc: BenchCluster, room: str, invokes: int,
+                    section: str = "platform") -> None:
         s = self.sizes
         group: dict[str, Any] = {}
-        self.results["platform"][f"many actions, {room}"] = group
+        self.results[section][f"many actions, {room}"] = group
         for key, actions in (("1 action", 1), ("many actions", s.many_actions)):
             group[key] = await self.measure(
-                "platform", f"many actions, {room}: {actions}",
+                section, f"many actions, {room}: {actions}",
                 through_gateway.many_actions(bc, actions, invokes, s.in_flight, s.timeout_s))
-            del self.results["platform"][f"many actions, {room}: {actions}"]
+            del self.results[section][f"many actions, {room}: {actions}"]

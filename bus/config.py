@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # platform's own processes and its neighbours. 0: no cap.
     container_cpu_cap: float = 0.25
     work_dir: Path = Path("/var/lib/funtainer")
+    # How containers are made: "docker" (the engine at docker_url) or "sandbox" (bubblewrap
+    # over the runtime images' unpacked root filesystems, invoker/backends/sandbox.py).
+    container_backend: str = "docker"
+    # The sandbox backend's unpacked images and proxy directories. Sandboxes run as
+    # container_user and open them by path, so every directory above must let others pass.
+    sandbox_dir: Path = Path("/var/lib/funtainer-sandbox")
     docker_url: str = "unix:///var/run/docker.sock"
     image_prefix: str = "funtainer"
     heartbeat_interval_s: float = 1.0

@@ -55,5 +55,44 @@ def runtimes_build(args: argparse.Namespace) -> int:
     return _exit_code(_entry_point("runtimes build", "runtimes.build", "main")(argv_rest))
 
 
+def runtimes_list(args: argparse.Namespace) -> int:
+    """Each kind, its image and whether it is built, and what its profile sets at the given
+    limits (runtimes/profiles.py)."""
+    from bus.config import get_settings
+    from runtimes.kinds import ALIASES, RUNTIMES, image_for
+    from runtimes.profiles import describe
+
+    prefix = get_settings().image_prefix
+    images = _local_images()
+    aliases = {kind: sorted(a for a, k in ALIASES.items() if k == kind) for kind in RUNTIMES}
+    print(f"runtime profiles at memory {args.memory} MB, {args.cpus:g} CPUs:")
+    for kind in sorted(RUNTIMES):
+        image = image_for(kind, prefix)
+        if images is None:
+            built = "engine not reachable"
+        else:
+            built = "built" if image in images else "not built"
+        also = f" (also {', '.join(aliases[kind])})" if aliases[kind] else ""
+        print(f"{kind:<14}{image:<26}{built}{also}")
+        print(f"{'':<14}{describe(kind, args.memory, args.cpus)}")
+    return 0
+
+
+def _local_images() -> set[str] | None:
+    import docker
+
+    from bus.config import get_settings
+
+    try:
+        client = docker.APIClient(base_url=get_settings().docker_url, timeout=5)
+        try:
+            tags = [tag for image in client.images() for tag in image.get("RepoTags") or []]
+            return {*tags, *(tag.removesuffix(":latest") for tag in tags)}
+        finally:
+            client.close()
+    except Exception:
+        return None
+
+
 def run_services(args: argparse.Namespace) -> int:
     return _exit_code(_entry_point("services", "cli.services", "main")(args))

@@ -285,6 +285,8 @@ def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--demo", action="store_true", help="also create demo actions")
     up.add_argument("--invokers", type=int, default=1, metavar="N",
                     help="run N invokers (default 1)")
+    up.add_argument("--backend", choices=["docker", "sandbox"],
+                    help="how invokers make containers (default: FT_CONTAINER_BACKEND, docker)")
     up.add_argument("--quiet", action="store_true",
                     help="do not echo the children's logs (they are in <work dir>/logs)")
     up.set_defaults(handler=server.run_up)
@@ -306,6 +308,12 @@ def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--force", action="store_true", help="rebuild images that exist")
     build.add_argument("--prefix", metavar="PREFIX", help="image name prefix")
     build.set_defaults(handler=server.runtimes_build)
+    listing = runtimes.add_parser("list", help="the runtime kinds, their images and profiles")
+    listing.add_argument("--memory", type=int, default=256, metavar="MB",
+                         help="show the profiles at this memory limit (default 256)")
+    listing.add_argument("--cpus", type=float, default=0.5,
+                         help="and at this CPU share (default 0.5)")
+    listing.set_defaults(handler=server.runtimes_list)
 
     services = subparsers.add_parser(
         "services", help="start, stop or check the local RabbitMQ and Redis"

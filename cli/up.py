@@ -105,7 +105,10 @@ def main(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     # The children inherit this process's FT_* environment: one configuration for all. They
     # get process groups of their own: a Ctrl-C reaches only us, and we stop them in order.
-    cluster = LocalCluster(env={"FT_API_HOST": settings.api_host},
+    env = {"FT_API_HOST": settings.api_host}
+    if args.backend:
+        env["FT_CONTAINER_BACKEND"] = args.backend
+    cluster = LocalCluster(env=env,
                            invoker_ids=invoker_ids(settings.invoker_id, args.invokers),
                            log_dir=log_dir, own_process_groups=True)
     supervisor = Supervisor(cluster, say=_say)

@@ -479,12 +479,23 @@ class Invoker:
                                       mandatory=False, confirm=False)
 
 
-async def serve(settings: Settings) -> None:
+def make_backend(settings: Settings) -> ContainerBackend:
+    if settings.container_backend == "sandbox":
+        from invoker.backends.sandbox import SandboxBackend
+
+        return SandboxBackend(settings)
+    if settings.container_backend != "docker":
+        raise ValueError(f"unknown FT_CONTAINER_BACKEND {settings.container_backend!r} "
+                         "(docker or sandbox)")
     from invoker.backends.docker import DockerBackend
 
+    return DockerBackend(settings)
+
+
+async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
+    backend = make_backend(settings)
     async with connections(settings, f"invoker {settings.invoker_id}") as (store, broker):
-        backend = DockerBackend(settings)
         invoker = Invoker(settings, store, broker, backend)
         await invoker.start()
         await stop.wait()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Funtainer needs on a fresh Debian/Ubuntu machine: the system packages
-# (Docker engine, RabbitMQ, Redis, debootstrap for the offline runtime images, Node.js for the
+# (Docker engine, RabbitMQ, Redis, debootstrap for the offline runtime images, bubblewrap for
+# the sandbox backend, Node.js for the
 # npm client compatibility tests) and the Python
 # package, editable, in .venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -15,6 +16,10 @@ command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# The sandbox backend: bubblewrap for the namespaces, libseccomp for its filter.
+command -v bwrap >/dev/null || need+=(bubblewrap)
+[ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || ldconfig -p | grep -q libseccomp.so.2 \
+  || need+=(libseccomp2)
 # The OpenWhisk npm client compatibility suite runs under the host's Node.js.
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)

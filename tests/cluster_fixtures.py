@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,7 +83,14 @@ async def wait_for_stem_cells(
 
 
 @pytest.fixture(scope="session")
-async def cluster(
+def cluster(docker_cluster: Cluster) -> Cluster:
+    """The end-to-end cluster most tests use (a directory may run its tests on another, as
+    tests/hostile does on both backends)."""
+    return docker_cluster
+
+
+@pytest.fixture(scope="session")
+async def docker_cluster(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
     tag = uuid.uuid4().hex[:6]
@@ -105,6 +113,41 @@ async def cluster(
         await broker.close()
     yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
     await asyncio.to_thread(processes.stop)
+
+
+@pytest.fixture(scope="session")
+async def sandbox_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    """The same cluster on the sandbox backend (FT_CONTAINER_BACKEND=sandbox), on a vhost,
+    Redis database and sandbox directory of its own."""
+    from tests.conftest import claimed_redis_db, fresh_vhost
+
+    with fresh_vhost("ft-sandbox") as amqp_url, claimed_redis_db() as redis_url:
+        settings = Settings(amqp_url=amqp_url, redis_url=redis_url,
+                            work_dir=tmp_path_factory.mktemp("ft-sandbox-work"),
+                            container_backend="sandbox",
+                            sandbox_dir=Path(f"/tmp/ft-sandbox-{uuid.uuid4().hex[:8]}"))
+        tag = uuid.uuid4().hex[:6]
+        processes = LocalCluster(
+            env=settings_env(amqp_url=amqp_url, redis_url=redis_url, port=free_port(),
+                             work_dir=settings.work_dir, user_memory_mb=4096,
+                             stem_cells=STEM_CELLS) | FAST_ENV | FEED_ENV
+            | {"FT_CONTAINER_BACKEND": "sandbox", "FT_SANDBOX_DIR": str(settings.sandbox_dir)},
+            invoker_ids=[f"s{tag}-0", f"s{tag}-1"],
+            log_dir=tmp_path_factory.mktemp("sandbox-cluster-logs"),
+        )
+        processes.start()
+        broker = await Broker.connect(amqp_url, name="sandbox-cluster-watch")
+        try:
+            await wait_for_stem_cells(broker, processes.invoker_ids, timeout=120)
+            await asyncio.to_thread(processes.wait_for_gateway)
+        except (TimeoutError, ClusterError):
+            processes.stop()
+            pytest.fail("the sandbox cluster did not start\n" + processes.logs())
+        finally:
+            await broker.close()
+        yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
+        await asyncio.to_thread(processes.stop)
+        shutil.rmtree(settings.sandbox_dir, ignore_errors=True)
 
 
 @pytest.fixture

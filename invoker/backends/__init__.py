@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from bus.config import Settings
 
 
 @dataclass
@@ -48,4 +52,25 @@ class ContainerBackend(Protocol):
     async def remove_leftovers(self) -> int:
         """Remove containers a previous life of this invoker left behind; return how many."""
 
+    def watch(self, on_died: Callable[[str], None]) -> None:
+        """Report (by engine id) each container that dies without the invoker asking."""
+
     async def close(self) -> None: ...
+
+
+# The limits every backend enforces, computed once for all of them.
+
+
+def cpu_shares(settings: Settings, memory: int) -> int:
+    """CPU share proportional to the memory slot, as OpenWhisk does (1024 = a whole budget)."""
+    return max(1024 * memory // settings.user_memory_mb, 2)
+
+
+def cpu_cap(settings: Settings, memory: int) -> float | None:
+    """The most CPUs one container may use: ``container_cpu_cap`` of the host's, or its
+    memory's part of them if that is more (None: no cap)."""
+    fraction = settings.container_cpu_cap
+    if fraction <= 0:
+        return None
+    memory_share = memory / settings.user_memory_mb
+    return (os.cpu_count() or 1) * min(max(memory_share, fraction), 1.0)

@@ -5,11 +5,7 @@ No call is made on the warm path: warm activations only touch the proxy socket."
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import os
-import re
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,9 +18,11 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
 from bus.config import Settings
-from invoker.backends import ContainerHandle, ImageUnavailable
+from invoker.backends import ContainerHandle, ImageUnavailable, cpu_cap, cpu_shares
 from invoker.backends.docker_watch import ContainerWatch
+from invoker.backends.io_dirs import IoDirs, release_io_dir
 from runtimes.kinds import image_for
+from runtimes.profiles import profile_env
 
 log = logging.getLogger(__name__)
 
@@ -34,49 +32,14 @@ LABEL = "funtainer.invoker"
 # (and OOMKilled) a few ms later: how long to wait for that before reading the verdict.
 EXIT_SETTLE_S = 2.0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
-_MNT_DETACH = 0x2
-# A proxy directory holds a socket, the log directory and one activation's log file at a time.
-_IO_DIR_INODES = 1024
-
-
-def _mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
-    options = f"size={size_mb}m,nr_inodes={_IO_DIR_INODES},mode=0700,uid={uid},gid={gid}"
-    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options.encode()) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), str(path))
-
-
-def _unmount(path: Path) -> None:
-    # Lazily: the engine may still hold the bind of a container it is tearing down.
-    if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), str(path))
-
-
-def _mount_points_under(root: Path) -> list[Path]:
-    prefix = os.fsencode(root) + b"/"
-    points = []
-    with open("/proc/self/mounts", "rb") as mounts:
-        for line in mounts:
-            # Spaces and other specials in mount points are octal escapes (\040).
-            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[1])
-            if point.startswith(prefix):
-                points.append(Path(os.fsdecode(point)))
-    # Deepest first, so that nested mounts come off before their parents.
-    return sorted(points, key=lambda p: len(p.parts), reverse=True)
-
-
 class DockerBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.io_root = settings.work_dir / settings.invoker_id
+        uid, gid = (int(x) for x in settings.container_user.split(":"))
+        self.io_dirs = IoDirs(settings.work_dir / settings.invoker_id, uid, gid,
+                              settings.container_io_quota_mb)
         self._api = docker.APIClient(base_url=settings.docker_url, timeout=120)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
-        self._uid, self._gid = (int(x) for x in settings.container_user.split(":"))
-        self._io_quota_mb = settings.container_io_quota_mb
         # Engine ids of the containers created and not yet destroyed.
         self._live: set[str] = set()
         self._watch = ContainerWatch(
@@ -110,47 +73,15 @@ class DockerBackend:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             # CPU share proportional to the memory slot, as OpenWhisk does.
-            cpu_shares=max(1024 * memory // s.user_memory_mb, 2),
-            nano_cpus=self._cpu_limit(memory),
+            cpu_shares=cpu_shares(s, memory),
+            nano_cpus=None if (cap := cpu_cap(s, memory)) is None else int(cap * 1e9),
             # A tiny init as PID 1 reaps the zombies an action's children leave behind.
             init=True,
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         )
 
-    def _cpu_limit(self, memory: int) -> int | None:
-        """The container's CPU cap in billionths of a CPU (None: no cap)."""
-        fraction = self.settings.container_cpu_cap
-        if fraction <= 0:
-            return None
-        host_cpus = os.cpu_count() or 1
-        memory_share = memory / self.settings.user_memory_mb
-        return int(host_cpus * min(max(memory_share, fraction), 1.0) * 1e9)
-
-    def _prepare_io_dir(self, pool_id: str) -> Path:
-        io_dir = self.io_root / pool_id
-        _release_io_dir(io_dir)
-        io_dir.mkdir(parents=True)
-        self._limit_io_dir(io_dir)
-        (io_dir / "logs").mkdir()
-        for path in (io_dir, io_dir / "logs"):
-            os.chown(path, self._uid, self._gid)
-        return io_dir
-
-    def _limit_io_dir(self, io_dir: Path) -> None:
-        """The directory is writable from inside the container: on the host's disk an action
-        could fill that disk for every tenant. A small tmpfs bounds it (and its pages count
-        against the container's memory, as they are written by the container)."""
-        if not self._io_quota_mb:
-            return
-        try:
-            _mount_tmpfs(io_dir, self._io_quota_mb, self._uid, self._gid)
-        except OSError as exc:
-            log.warning("proxy directories are not size-limited (cannot mount a tmpfs: %s); "
-                        "actions can fill the disk of %s", exc, self.io_root)
-            self._io_quota_mb = 0
-
     async def create(self, pool_id: str, kind: str, memory: int) -> ContainerHandle:
-        io_dir = self._prepare_io_dir(pool_id)
+        io_dir = self.io_dirs.prepare(pool_id)
         name = self._container_name(pool_id)
         image = image_for(kind, self.settings.image_prefix)
         engine_id = ""
@@ -160,7 +91,8 @@ class DockerBackend:
                 image,
                 name=name,
                 user=self.settings.container_user,
-                environment={"__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"},
+                environment={**profile_env(kind, memory, cpu_cap(self.settings, memory)),
+                             "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"},
                 labels={LABEL: self.settings.invoker_id, "funtainer.kind": kind},
                 host_config=self._host_config(io_dir, memory),
             )
@@ -170,7 +102,7 @@ class DockerBackend:
         except Exception as exc:
             self._live.discard(engine_id)
             await self._call(self._force_remove, name)
-            await asyncio.to_thread(_release_io_dir, io_dir)
+            await asyncio.to_thread(release_io_dir, io_dir)
             if isinstance(exc, ImageNotFound):
                 raise ImageUnavailable(image) from exc
             raise
@@ -191,7 +123,7 @@ class DockerBackend:
         try:
             await self._call(self._force_remove, handle.engine_id)
         finally:
-            await asyncio.to_thread(_release_io_dir, handle.io_dir)
+            await asyncio.to_thread(release_io_dir, handle.io_dir)
 
     async def was_oom_killed(self, handle: ContainerHandle) -> bool:
         try:
@@ -217,9 +149,7 @@ class DockerBackend:
         return bool(info.get("State", {}).get("OOMKilled"))
 
     async def remove_leftovers(self) -> int:
-        removed = await self._call(self._remove_all)
-        self.io_root.mkdir(parents=True, exist_ok=True)
-        return removed
+        return int(await self._call(self._remove_all))
 
     def _remove_all(self) -> int:
         """Every container of this invoker and every proxy directory (and its tmpfs)."""
@@ -227,7 +157,7 @@ class DockerBackend:
             all=True, filters={"label": f"{LABEL}={self.settings.invoker_id}"})
         for container in leftovers:
             self._force_remove(container["Id"])
-        _release_io_dir(self.io_root)
+        self.io_dirs.release_all()
         return len(leftovers)
 
     async def close(self) -> None:
@@ -244,14 +174,3 @@ class DockerBackend:
             if removed:
                 log.info("removed %d containers created while stopping", removed)
         self._api.close()
-
-
-def _release_io_dir(path: Path) -> None:
-    """Unmount the tmpfs of a proxy directory (or of every one under ``path``), then delete it."""
-    for point in [*_mount_points_under(path), path]:
-        if os.path.ismount(point):
-            try:
-                _unmount(point)
-            except OSError as exc:
-                log.warning("could not unmount %s: %s", point, exc)
-    shutil.rmtree(path, ignore_errors=True)

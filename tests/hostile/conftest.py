@@ -1,7 +1,8 @@
-"""Hostile functions run on a real cluster (the end-to-end suite's) in an `attacker`
-namespace, while a `neighbour` namespace's action is invoked back to back in a process of its
-own. Both are tenants of their own (uuid, 64-character key), with invocation throttles raised
-as an operator would for a load test: the neighbour alone makes thousands of calls a minute."""
+"""Hostile functions run on a real cluster in an `attacker` namespace, once on each container
+backend (the end-to-end suite's Docker cluster, and the same on the sandbox backend), while a
+`neighbour` namespace's action is invoked back to back in a process of its own. Both are
+tenants of their own (uuid, 64-character key), with invocation throttles raised as an
+operator would for a load test: the neighbour alone makes thousands of calls a minute."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ from bus.config import Settings
 from bus.models import NamespaceAuth, NamespaceLimits
 from bus.store import Store
 from tests.cluster_fixtures import Cluster
-from tests.hostile.harness import REPORT_LINES, Engine, NeighbourLoad, Tenant, succeeded
+from tests.hostile.harness import (
+    REPORT_LINES,
+    Engine,
+    NeighbourLoad,
+    SandboxEngine,
+    Tenant,
+    succeeded,
+)
 from tests.hostile.neighbour import ACTION_CODE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,11 +54,26 @@ def _session(cluster: Cluster, auth: NamespaceAuth) -> aiohttp.ClientSession:
     )
 
 
+@pytest.fixture(scope="session", params=["docker", "sandbox"])
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The cluster under attack: every test here runs once per container backend, on the
+    session's cluster of that backend (tests/cluster_fixtures.py)."""
+    found: Cluster = request.getfixturevalue(f"{request.param}_cluster")
+    return found
+
+
+@pytest.fixture
+async def store(cluster: Cluster) -> AsyncIterator[Store]:
+    s = Store.from_url(cluster.settings.redis_url)
+    yield s
+    await s.close()
+
+
 @pytest.fixture(scope="session")
 async def neighbour(
-    cluster: Cluster, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[NeighbourLoad]:
-    auth = await _new_tenant(settings, "neighbour")
+    auth = await _new_tenant(cluster.settings, "neighbour")
     secret = f"nbr-{secrets.token_hex(16)}"
     async with _session(cluster, auth) as session:
         tenant = Tenant(session, auth.namespace)
@@ -67,22 +90,26 @@ async def neighbour(
     )
     try:
         yield NeighbourLoad(samples, process, secret, auth.namespace, f"{auth.uuid}:{auth.key}",
-                            NEIGHBOUR_ACTION, cluster.api_host)
+                            NEIGHBOUR_ACTION, cluster.api_host,
+                            cluster.settings.container_backend)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
-async def attacker(cluster: Cluster, settings: Settings) -> AsyncIterator[Tenant]:
-    auth = await _new_tenant(settings, "attacker")
+async def attacker(cluster: Cluster) -> AsyncIterator[Tenant]:
+    auth = await _new_tenant(cluster.settings, "attacker")
     async with _session(cluster, auth) as session:
         yield Tenant(session, auth.namespace)
 
 
 @pytest.fixture(scope="session")
-def engine(cluster: Cluster, settings: Settings) -> Iterator[Engine]:
-    api = Engine(settings.docker_url, cluster.invoker_ids)
+def engine(cluster: Cluster) -> Iterator[Engine]:
+    settings = cluster.settings
+    api = (SandboxEngine(settings.docker_url, cluster.invoker_ids, settings.sandbox_dir)
+           if settings.container_backend == "sandbox"
+           else Engine(settings.docker_url, cluster.invoker_ids))
     yield api
     api.close()
 

@@ -99,6 +99,7 @@ class NeighbourLoad:
     key: str  # uuid:key
     action: str
     api_host: str
+    backend: str = "docker"  # the cluster's container backend, for the report
 
     @asynccontextmanager
     async def tenant(self) -> AsyncIterator[Tenant]:
@@ -218,7 +219,7 @@ async def under_attack(
         finally:
             window_end = ended if ended is not None else time.monotonic()
             during = health(await neighbour.calls_between(watch.started, window_end))
-            report(watch, before, during)
+            report(watch, before, during, neighbour.backend)
         assert not watch.escapes, f"{name}: escaped: {watch.escapes}"
         problem = _neighbour_problem(before, during)
         if problem is None:
@@ -229,9 +230,9 @@ async def under_attack(
     return watch
 
 
-def report(watch: Watch, before: Health, during: Health) -> None:
+def report(watch: Watch, before: Health, during: Health, backend: str) -> None:
     line = (
-        f"attack={watch.name} tries={watch.tries} contained={watch.contained} "
+        f"backend={backend} attack={watch.name} tries={watch.tries} contained={watch.contained} "
         f"escaped={watch.escaped} neighbour_p50_before={before.p50_ms:.2f}ms "
         f"during={during.p50_ms:.2f}ms success_before={before.success:.0%} "
         f"during={during.success:.0%} (round {watch.rounds}, neighbour calls "
@@ -278,6 +279,17 @@ class Engine:
     def inspect(self, name_or_id: str) -> dict[str, Any]:
         return self.api.inspect_container(name_or_id)
 
+    def image_id(self, image: str) -> str:
+        return str(self.api.inspect_image(image)["Id"])
+
+    def layer_changes(self, container: str) -> list[tuple[str, int]]:
+        """What the container's writable layer holds beyond its image."""
+        return sorted((c["Path"], c["Kind"]) for c in self.api.diff(container) or [])
+
+    def proxy_dir(self, container: str) -> str:
+        mounts = self.inspect(container)["Mounts"]
+        return str(next(m["Source"] for m in mounts if m["Destination"] == "/ft"))
+
     def pids(self, container_id: str) -> int | None:
         """Tasks in the container's pids cgroup, read from the host (None once it is gone)."""
         if container_id not in self._pids_files:
@@ -302,3 +314,59 @@ class Engine:
             if line.startswith("0::"):  # cgroup v2
                 return Path("/sys/fs/cgroup", line[3:].lstrip("/"), "pids.current")
         return None
+
+
+class SandboxEngine(Engine):
+    """The sandbox backend's containers, as the host sees them: one cgroup per sandbox (named
+    by its pool id, which is also its host name), its proxy directory under the sandbox
+    directory, and the unpacked image root it runs on read-only."""
+
+    def __init__(self, docker_url: str, invoker_ids: list[str], sandbox_dir: Path) -> None:
+        super().__init__(docker_url, invoker_ids)
+        self.sandbox_dir = sandbox_dir
+
+    def _groups(self, invoker_id: str) -> Path:
+        from invoker.backends.cgroups import ROOT, unified
+
+        return ROOT / ("" if unified() else "pids") / "funtainer" / invoker_id
+
+    def _group(self, name: str) -> Path | None:
+        for invoker_id in self.invoker_ids:
+            if (self._groups(invoker_id) / name).is_dir():
+                return self._groups(invoker_id) / name
+        return None
+
+    def containers(self) -> list[str]:
+        return [d.name for i in self.invoker_ids if self._groups(i).is_dir()
+                for d in self._groups(i).iterdir() if d.is_dir()]
+
+    def exists(self, name_or_id: str) -> bool:
+        return self._group(name_or_id) is not None
+
+    def pids(self, container_id: str) -> int | None:
+        group = self._group(container_id)
+        try:
+            return int((group / "pids.current").read_text()) if group is not None else None
+        except (OSError, ValueError):
+            return None
+
+    def proxy_dir(self, container: str) -> str:
+        for invoker_id in self.invoker_ids:
+            path = self.sandbox_dir / "io" / invoker_id / container
+            if path.is_dir():
+                return str(path)
+        raise LookupError(f"no proxy directory for sandbox {container}")
+
+    def layer_changes(self, container: str) -> list[tuple[str, int]]:
+        """What changed in the image roots sandboxes run on since they were unpacked (the
+        same for every sandbox of an image: none of them can write there)."""
+        changed = []
+        for version in (self.sandbox_dir / "rootfs").iterdir():
+            unpacked = (version / "image-config.json").stat().st_mtime
+            for entry in (version / "root").rglob("*"):
+                try:
+                    if entry.lstat().st_ctime > unpacked + 1:
+                        changed.append((str(entry.relative_to(version / "root")), 0))
+                except OSError:
+                    pass
+        return sorted(changed)

@@ -135,7 +135,7 @@ async def test_the_root_filesystem_is_read_only(
     name = unique("rootfs")
     await attacker.create(name, ROOT_FS)
     neighbour_host = (await neighbour.next_calls(1))[0].host
-    image_before = await asyncio.to_thread(_image_id, engine, "funtainer/python:3.11")
+    image_before = await asyncio.to_thread(engine.image_id, "funtainer/python:3.11")
     attempts: dict[str, str] = {}
 
     hosts: set[str] = set()
@@ -157,13 +157,13 @@ async def test_the_root_filesystem_is_read_only(
         # The engine itself adds mount points to every container's layer (/ft, docker-init):
         # an untouched container of the same image and settings, the neighbour's, shows them.
         # (Asked after the neighbour's window: a diff costs the engine a walk of the layer.)
-        untouched = await asyncio.to_thread(_layer_changes, engine, neighbour_host)
+        untouched = await asyncio.to_thread(engine.layer_changes, neighbour_host)
         for host in hosts:
-            changes = await asyncio.to_thread(_layer_changes, engine, host)
+            changes = await asyncio.to_thread(engine.layer_changes, host)
             watch.held(changes == untouched, f"the layer changed: {changes} vs {untouched}")
 
     await under_attack(neighbour, "root-filesystem", scribble, aftermath=layers_unchanged)
-    image_after = await asyncio.to_thread(_image_id, engine, "funtainer/python:3.11")
+    image_after = await asyncio.to_thread(engine.image_id, "funtainer/python:3.11")
     assert image_after == image_before
     outcomes = sorted(set(attempts.values()))
     print(f"root filesystem: {len(attempts)} writes tried, outcomes {outcomes}")
@@ -234,7 +234,7 @@ async def test_filling_the_proxy_directory(
     quota = settings.container_io_quota_mb * MB
     # Checked before filling anything: on the host's disk, filling it would fill the disk.
     probe = result_of(await attacker.invoke(name, {}))
-    source = await asyncio.to_thread(_proxy_dir_of, engine, probe["host"])
+    source = await asyncio.to_thread(engine.proxy_dir, probe["host"])
     assert _is_tmpfs(source), f"the proxy directory {source} is on the host's disk"
 
     async def fill(watch: Watch) -> None:
@@ -285,17 +285,6 @@ async def test_planted_log_files_are_not_followed(
     await under_attack(neighbour, "planted-log-files", plant)
 
 
-def _image_id(engine: Engine, image: str) -> str:
-    return str(engine.api.inspect_image(image)["Id"])
-
-
-def _layer_changes(engine: Engine, container: str) -> list[tuple[str, int]]:
-    return sorted((c["Path"], c["Kind"]) for c in engine.api.diff(container) or [])
-
-
-def _proxy_dir_of(engine: Engine, container: str) -> str:
-    mounts = engine.inspect(container)["Mounts"]
-    return next(m["Source"] for m in mounts if m["Destination"] == "/ft")
 
 
 def _is_tmpfs(path: str) -> bool:

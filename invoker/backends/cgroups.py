@@ -1,0 +1,171 @@
+"""Control groups for sandboxes: the same limits the Docker backend asks the engine for
+(memory = memory + swap, pids, CPU share and cap), written straight to the kernel, on cgroup
+v1 (one hierarchy per controller) and v2 (one unified hierarchy).
+
+Every sandbox of an invoker gets ``funtainer/<invoker id>/<pool id>`` in each hierarchy. A
+process joins by writing its pid to each ``cgroup.procs`` before it execs the sandbox, so all
+it forks is counted from the first instruction. Plain file writes: microseconds, so they are
+made on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int
+    pids: int
+    cpu_shares: int  # Docker's scale (1024 = one default share)
+    cpu_quota: float | None  # CPUs, e.g. 0.5; None: no cap
+
+
+class CgroupError(OSError):
+    pass
+
+
+def _write(path: Path, value: str | int) -> None:
+    path.write_text(str(value))
+
+
+def _read_key(path: Path, key: str) -> int:
+    """``key value`` lines (memory.oom_control, memory.events)."""
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    return 0
+
+
+def unified() -> bool:
+    return (ROOT / "cgroup.controllers").exists()
+
+
+class SandboxCgroup:
+    """One sandbox's group(s). ``procs_files``: what its first process writes its pid to."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.v2 = unified()
+        if self.v2:
+            self.dirs = [ROOT / base / name]
+        else:
+            self.dirs = [ROOT / c / base / name for c in V1_CONTROLLERS]
+        self.base = base
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self.dirs]
+
+    def create(self, limits: Limits) -> None:
+        try:
+            if self.v2:
+                self._create_v2(limits)
+            else:
+                self._create_v1(limits)
+        except OSError as exc:
+            self.remove()
+            raise CgroupError(exc.errno, f"cannot set up cgroup {self.dirs[0]}: {exc}") from exc
+
+    def _create_v1(self, limits: Limits) -> None:
+        memory, pids, cpu = self.dirs
+        limit = limits.memory_mb * 1024 * 1024
+        for d in self.dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        _write(memory / "memory.limit_in_bytes", limit)
+        # memory + swap: absent when the kernel has swap accounting off (then there is no
+        # swap to use past the limit anyway).
+        if (memory / "memory.memsw.limit_in_bytes").exists():
+            _write(memory / "memory.memsw.limit_in_bytes", limit)
+        _write(memory / "memory.swappiness", 0)
+        _write(pids / "pids.max", limits.pids)
+        _write(cpu / "cpu.shares", max(2, limits.cpu_shares))
+        if limits.cpu_quota is not None:
+            _write(cpu / "cpu.cfs_period_us", PERIOD_US)
+            _write(cpu / "cpu.cfs_quota_us", max(1000, int(limits.cpu_quota * PERIOD_US)))
+
+    def _create_v2(self, limits: Limits) -> None:
+        (group,) = self.dirs
+        # Controllers must be enabled on every ancestor's subtree for the leaf to have them.
+        path = ROOT
+        for part in Path(self.base).parts:
+            with contextlib.suppress(OSError):
+                _write(path / "cgroup.subtree_control", "+memory +pids +cpu")
+            path = path / part
+            path.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            _write(path / "cgroup.subtree_control", "+memory +pids +cpu")
+        group.mkdir(exist_ok=True)
+        _write(group / "memory.max", limits.memory_mb * 1024 * 1024)
+        _write(group / "memory.swap.max", 0)
+        _write(group / "pids.max", limits.pids)
+        # Docker's conversion of cpu-shares (2..262144) to cpu.weight (1..10000).
+        shares = max(2, limits.cpu_shares)
+        _write(group / "cpu.weight", 1 + ((shares - 2) * 9999) // 262142)
+        if limits.cpu_quota is not None:
+            _write(group / "cpu.max", f"{max(1000, int(limits.cpu_quota * PERIOD_US))} "
+                                      f"{PERIOD_US}")
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this group for its memory limit."""
+        if self.v2:
+            return _read_key(self.dirs[0] / "memory.events", "oom_kill") > 0
+        return _read_key(self.dirs[0] / "memory.oom_control", "oom_kill") > 0
+
+    def pids(self) -> list[int]:
+        with contextlib.suppress(OSError):
+            return [int(p) for p in self.procs_files[0].read_text().split()]
+        return []
+
+    def kill(self) -> None:
+        """SIGKILL everything in the group. v2 does it in one write; v1 repeats until the
+        group is empty (the pids limit bounds how much a fork loop can add meanwhile)."""
+        if self.v2 and (self.dirs[0] / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                _write(self.dirs[0] / "cgroup.kill", 1)
+            return
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.001)
+
+    def remove(self) -> None:
+        """Remove the (empty) group; waits briefly for killed processes to leave it."""
+        for d in self.dirs:
+            for _ in range(200):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise
+                    time.sleep(0.005)
+
+
+def remove_all(base: str) -> int:
+    """Kill and remove every sandbox group under ``base``; how many there were."""
+    roots = [ROOT / base] if unified() else [ROOT / c / base for c in V1_CONTROLLERS]
+    names = {d.name for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir()}
+    for name in names:
+        group = SandboxCgroup(base, name)
+        group.kill()
+        with contextlib.suppress(OSError):
+            group.remove()
+    return len(names)

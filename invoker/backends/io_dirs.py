@@ -1,0 +1,95 @@
+"""Proxy directories: the host directory each container gets at ``/ft`` (the proxy's socket
+and its log files), shared by every container backend.
+
+The directory is writable from inside the container: on the host's disk an action could fill
+that disk for every tenant, so it is a small tmpfs of its own (whose pages count against the
+container's memory, as they are written by the container)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MNT_DETACH = 0x2
+# A proxy directory holds a socket, the log directory and one activation's log file at a time.
+_IO_DIR_INODES = 1024
+
+
+def _mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
+    options = f"size={size_mb}m,nr_inodes={_IO_DIR_INODES},mode=0700,uid={uid},gid={gid}"
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options.encode()) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(path))
+
+
+def _unmount(path: Path) -> None:
+    # Lazily: the engine may still hold the bind of a container it is tearing down.
+    if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(path))
+
+
+def _mount_points_under(root: Path) -> list[Path]:
+    prefix = os.fsencode(root) + b"/"
+    points = []
+    with open("/proc/self/mounts", "rb") as mounts:
+        for line in mounts:
+            # Spaces and other specials in mount points are octal escapes (\040).
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[1])
+            if point.startswith(prefix):
+                points.append(Path(os.fsdecode(point)))
+    # Deepest first, so that nested mounts come off before their parents.
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+class IoDirs:
+    """The proxy directories of one invoker, under ``root``, owned by the container user."""
+
+    def __init__(self, root: Path, uid: int, gid: int, quota_mb: int) -> None:
+        self.root = root
+        self._uid, self._gid = uid, gid
+        self._quota_mb = quota_mb
+
+    def prepare(self, pool_id: str) -> Path:
+        io_dir = self.root / pool_id
+        release_io_dir(io_dir)
+        io_dir.mkdir(parents=True)
+        self._limit(io_dir)
+        (io_dir / "logs").mkdir()
+        for path in (io_dir, io_dir / "logs"):
+            os.chown(path, self._uid, self._gid)
+        return io_dir
+
+    def _limit(self, io_dir: Path) -> None:
+        if not self._quota_mb:
+            return
+        try:
+            _mount_tmpfs(io_dir, self._quota_mb, self._uid, self._gid)
+        except OSError as exc:
+            log.warning("proxy directories are not size-limited (cannot mount a tmpfs: %s); "
+                        "actions can fill the disk of %s", exc, self.root)
+            self._quota_mb = 0
+
+    def release_all(self) -> None:
+        release_io_dir(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+
+def release_io_dir(path: Path) -> None:
+    """Unmount the tmpfs of a proxy directory (or of every one under ``path``), then delete it."""
+    for point in [*_mount_points_under(path), path]:
+        if os.path.ismount(point):
+            try:
+                _unmount(point)
+            except OSError as exc:
+                log.warning("could not unmount %s: %s", point, exc)
+    shutil.rmtree(path, ignore_errors=True)

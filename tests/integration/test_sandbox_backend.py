@@ -1,0 +1,220 @@
+"""The sandbox backend end to end: a cluster of its own whose invoker runs
+``FT_CONTAINER_BACKEND=sandbox`` (bubblewrap, no Docker engine on the path), checked from
+inside the functions it runs (who they are, what they can reach) and from the host (cgroups,
+processes, what is left after a kill)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import docker
+import pytest
+
+from bus.broker import Broker
+from invoker.backends.cgroups import ROOT, unified
+from invoker.outcome import OUT_OF_MEMORY, TIMEOUT_MESSAGE
+from tests.cluster_fixtures import STEM_CELLS, Cluster, wait_for_stem_cells
+from tests.hostile.test_resources import FORK_BOMB, MEMORY_BOMB
+from tests.integration.test_blackbox import baked_image  # noqa: F401  (the fixture)
+
+ACTIONS = "/api/v1/namespaces/_/actions"
+
+INSIDE = r'''
+import ctypes, errno, os, socket
+
+def main(args):
+    if args.get("write"):
+        with open("/tmp/mark", "w") as f:
+            f.write(args["write"])
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+                  if ":\t" in line)
+    libc = ctypes.CDLL(None, use_errno=True)
+    unshare = libc.unshare(0x10000000)  # CLONE_NEWUSER
+    unshare_errno = ctypes.get_errno()
+    try:
+        open("/etc/written", "w")
+        root_writable = True
+    except OSError:
+        root_writable = False
+    try:
+        socket.create_connection(("127.0.0.1", 3233), timeout=1)
+        reached = True
+    except OSError:
+        reached = False
+    return {
+        "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+        "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(),
+        "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "interfaces": sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net")
+        else [line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]],
+        "unshare_errno": errno.errorcode.get(unshare_errno) if unshare else None,
+        "root_writable": root_writable, "reached_host_loopback": reached,
+        "tmp_mark": open("/tmp/mark").read() if os.path.exists("/tmp/mark") else None,
+        "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "env": {k: v for k, v in os.environ.items()
+                if k in ("OMP_NUM_THREADS", "MALLOC_ARENA_MAX", "HOME")},
+    }
+'''
+NODE = "function main(p) { return {node: process.version, heap: process.env.NODE_OPTIONS}; }"
+
+
+@pytest.fixture
+async def api(sandbox_cluster: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=sandbox_cluster.api_host,
+                                     headers=sandbox_cluster.auth_header) as s:
+        yield s
+
+
+async def _create(api: aiohttp.ClientSession, name: str, code: str, kind: str = "python:3.11",
+                  **limits: int) -> None:
+    body = {"exec": {"kind": kind, "code": code}, "limits": limits}
+    async with api.put(f"{ACTIONS}/{name}?overwrite=true", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def _invoke(api: aiohttp.ClientSession, name: str,
+                  params: dict[str, object] | None = None) -> dict:
+    async with api.post(f"{ACTIONS}/{name}?blocking=true", json=params or {}) as resp:
+        body = await resp.json()
+        assert resp.status in (200, 502), body
+        return body
+
+
+def _cgroups(invoker_id: str) -> list[str]:
+    base = ROOT / ("" if unified() else "pids") / "funtainer" / invoker_id
+    return sorted(d.name for d in base.iterdir() if d.is_dir()) if base.is_dir() else []
+
+
+def _bwrap_processes(invoker_id: str) -> set[int]:
+    """bubblewrap processes in the invoker's sandboxes' cgroups."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if ((entry / "comm").read_text().strip() == "bwrap"
+                        and f"/funtainer/{invoker_id}/" in (entry / "cgroup").read_text()):
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+async def test_a_function_runs_rootless_read_only_and_alone(
+    sandbox_cluster: Cluster, api: aiohttp.ClientSession,
+) -> None:
+    name = f"inside-{uuid.uuid4().hex[:6]}"
+    await _create(api, name, INSIDE)
+    record = await _invoke(api, name, {"write": "first"})
+    assert record["response"]["success"], record
+    inside = record["response"]["result"]
+    assert (inside["uid"], inside["gid"], inside["groups"]) == (1000, 1000, [])
+    assert inside["cap_eff"] == inside["cap_bnd"] == "0000000000000000"
+    assert inside["no_new_privs"] == "1" and inside["seccomp"] == "2"
+    assert inside["unshare_errno"] == "EPERM"
+    assert inside["root_writable"] is False
+    assert inside["interfaces"] == ["lo"] and inside["reached_host_loopback"] is False
+    groups = [g for i in sandbox_cluster.invoker_ids for g in _cgroups(i)]
+    assert inside["host"] in groups  # a sandbox's host name is its pool id
+    # Its own pid namespace: bubblewrap's reaper is 1, the proxy and what it runs follow.
+    assert max(inside["processes"]) < 10, inside["processes"]
+    assert inside["env"]["MALLOC_ARENA_MAX"] == "2" and inside["env"]["HOME"] == "/tmp"
+    # The engine made nothing for this invoker.
+    api_client = docker.APIClient(base_url=sandbox_cluster.settings.docker_url)
+    try:
+        ours = api_client.containers(
+            all=True, filters={"label": f"funtainer.invoker={sandbox_cluster.invoker_ids[0]}"})
+    finally:
+        api_client.close()
+    assert ours == []
+
+
+async def test_tenants_do_not_share_tmp(api: aiohttp.ClientSession) -> None:
+    first, second = f"tmp-a-{uuid.uuid4().hex[:6]}", f"tmp-b-{uuid.uuid4().hex[:6]}"
+    await _create(api, first, INSIDE)
+    await _create(api, second, INSIDE)
+    wrote = await _invoke(api, first, {"write": "secret"})
+    assert wrote["response"]["result"]["tmp_mark"] == "secret"
+    other = await _invoke(api, second)
+    assert other["response"]["result"]["tmp_mark"] is None
+    again = await _invoke(api, first)  # its warm sandbox keeps its own /tmp
+    assert again["response"]["result"]["tmp_mark"] == "secret"
+
+
+async def test_node_runs_with_its_profile(api: aiohttp.ClientSession) -> None:
+    name = f"node-{uuid.uuid4().hex[:6]}"
+    await _create(api, name, NODE, kind="nodejs:18", memory=256)
+    record = await _invoke(api, name)
+    assert record["response"]["success"], record
+    result = record["response"]["result"]
+    assert result["node"].startswith("v18.")
+    assert result["heap"] == "--max-old-space-size=192"
+
+
+async def test_memory_and_pids_limits_hold(
+    sandbox_cluster: Cluster, api: aiohttp.ClientSession,
+) -> None:
+    bomb = f"membomb-{uuid.uuid4().hex[:6]}"
+    await _create(api, bomb, MEMORY_BOMB, memory=128, timeout=20_000)
+    record = await _invoke(api, bomb)
+    assert record["response"]["result"]["error"] == OUT_OF_MEMORY, record
+    calm = await _invoke(api, bomb, {"calm": True})
+    assert calm["response"]["success"], calm
+
+    forks = f"forkbomb-{uuid.uuid4().hex[:6]}"
+    await _create(api, forks, FORK_BOMB, timeout=3000)
+    started = time.monotonic()
+    record = await _invoke(api, forks)
+    assert record["response"]["result"]["error"] == TIMEOUT_MESSAGE.format(ms=3000), record
+    assert time.monotonic() - started < 20
+    calm = await _invoke(api, forks, {"calm": True})
+    assert calm["response"]["success"], calm
+
+
+async def test_a_killed_invoker_takes_its_sandboxes_with_it(
+    sandbox_cluster: Cluster, api: aiohttp.ClientSession,
+) -> None:
+    """No sandbox outlives its invoker (bubblewrap dies with its parent), and a new invoker
+    with the same id removes the cgroups the old one left."""
+    name = f"kill-{uuid.uuid4().hex[:6]}"
+    await _create(api, name, INSIDE)
+    assert (await _invoke(api, name))["response"]["success"]
+    processes = sandbox_cluster.processes
+    invoker_id = sandbox_cluster.invoker_ids[0]
+    victim = processes.procs[invoker_id]
+    before = _bwrap_processes(invoker_id)
+    assert before
+    os.kill(victim.pid, signal.SIGKILL)
+    await asyncio.to_thread(victim.wait)
+    deadline = time.monotonic() + 10
+    while before & _bwrap_processes(invoker_id):
+        assert time.monotonic() < deadline, "sandboxes outlived their invoker"
+        await asyncio.sleep(0.1)
+    assert _cgroups(invoker_id)  # left behind by the kill...
+    processes.restart(invoker_id)
+    broker = await Broker.connect(sandbox_cluster.settings.amqp_url, name="sandbox-restart")
+    try:
+        await wait_for_stem_cells(broker, [invoker_id], timeout=60)
+    finally:
+        await broker.close()
+    # ...and only the new stem cells' groups are there now.
+    assert len(_cgroups(invoker_id)) == sum(int(c["count"]) for c in STEM_CELLS)
+    assert (await _invoke(api, name))["response"]["success"]
+
+
+async def test_a_blackbox_image_runs_unpacked_like_a_runtime(
+    api: aiohttp.ClientSession, baked_image: str,  # noqa: F811
+) -> None:
+    name = f"bb-{uuid.uuid4().hex[:6]}"
+    body = {"exec": {"kind": "blackbox", "image": baked_image}}
+    async with api.put(f"{ACTIONS}/{name}", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+    record = await _invoke(api, name, {"x": 7})
+    assert record["response"]["result"] == {"from": "the image", "got": 7}, record
