@@ -101,8 +101,9 @@ class SandboxBackend:
             self._tools["bwrap"],
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-net", "--unshare-cgroup-try", "--disable-userns",
-            # Its pool id as its host name, as Docker names a container's host by its id.
-            "--uid", uid, "--gid", gid, "--hostname", pool_id,
+            # Its name as its host name (unique across invokers), as Docker names a
+            # container's host by its id.
+            "--uid", uid, "--gid", gid, "--hostname", self._name(pool_id),
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--ro-bind", str(rootfs.path), "/",
             "--proc", "/proc", "--dev", "/dev",

@@ -317,8 +317,8 @@ class Engine:
 
 
 class SandboxEngine(Engine):
-    """The sandbox backend's containers, as the host sees them: one cgroup per sandbox (named
-    by its pool id, which is also its host name), its proxy directory under the sandbox
+    """The sandbox backend's containers, as the host sees them: one cgroup per sandbox (its
+    pool id; the host name is ``ft_<invoker>_<pool id>``), its proxy directory under the sandbox
     directory, and the unpacked image root it runs on read-only."""
 
     def __init__(self, docker_url: str, invoker_ids: list[str], sandbox_dir: Path) -> None:
@@ -331,13 +331,16 @@ class SandboxEngine(Engine):
         return ROOT / ("" if unified() else "pids") / "funtainer" / invoker_id
 
     def _group(self, name: str) -> Path | None:
+        """The cgroup of sandbox ``ft_<invoker>_<pool id>`` (its host name)."""
         for invoker_id in self.invoker_ids:
-            if (self._groups(invoker_id) / name).is_dir():
-                return self._groups(invoker_id) / name
+            prefix = f"ft_{invoker_id}_"
+            group = self._groups(invoker_id) / name[len(prefix):]
+            if name.startswith(prefix) and group.is_dir():
+                return group
         return None
 
     def containers(self) -> list[str]:
-        return [d.name for i in self.invoker_ids if self._groups(i).is_dir()
+        return [f"ft_{i}_{d.name}" for i in self.invoker_ids if self._groups(i).is_dir()
                 for d in self._groups(i).iterdir() if d.is_dir()]
 
     def exists(self, name_or_id: str) -> bool:
@@ -352,8 +355,9 @@ class SandboxEngine(Engine):
 
     def proxy_dir(self, container: str) -> str:
         for invoker_id in self.invoker_ids:
-            path = self.sandbox_dir / "io" / invoker_id / container
-            if path.is_dir():
+            pool_id = container.removeprefix(f"ft_{invoker_id}_")
+            path = self.sandbox_dir / "io" / invoker_id / pool_id
+            if pool_id != container and path.is_dir():
                 return str(path)
         raise LookupError(f"no proxy directory for sandbox {container}")
 
