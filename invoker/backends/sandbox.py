@@ -72,6 +72,11 @@ class SandboxBackend:
         self.io_dirs = IoDirs(io_root, self._uid, self._gid, settings.container_io_quota_mb)
         self._cgroup_base = f"funtainer/{settings.invoker_id}"
         self._seccomp = write_program(root / f"seccomp-{settings.invoker_id}.bpf")
+        # Every sandbox gets the read end; only this process holds the write end (close-on-
+        # exec), so it closes however the invoker dies, and the proxies then end their
+        # sandboxes. bubblewrap's --die-with-parent alone leaves a window: a sandbox whose
+        # start was under way when the invoker died is bound to no parent at all.
+        self._lifeline, self._lifeline_held = os.pipe2(os.O_CLOEXEC)
         if settings.container_network != "none":
             log.warning("the sandbox backend has no network for actions: FT_CONTAINER_NETWORK "
                         "%r is ignored", settings.container_network)
@@ -126,13 +131,14 @@ class SandboxBackend:
         try:
             cgroup.create(self._limits(memory))
             env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
-                   "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
+                      "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft",
+                   "FT_LIFELINE_FD": str(self._lifeline)}
             seccomp_fd = os.open(self._seccomp, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 process = await asyncio.create_subprocess_exec(
                     *self._command(pool_id, rootfs, io_dir, cgroup, seccomp_fd), env=env,
                     stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd],
+                    stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd, self._lifeline],
                     start_new_session=True)
             finally:
                 os.close(seccomp_fd)
@@ -198,6 +204,8 @@ class SandboxBackend:
         removed = await self.remove_leftovers()
         if removed:
             log.info("removed %d sandboxes created while stopping", removed)
+        os.close(self._lifeline_held)
+        os.close(self._lifeline)
 
 
 def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:

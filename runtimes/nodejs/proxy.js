@@ -64,7 +64,32 @@ function makePipes() {
   }
 }
 
+// The sandbox backend hands each sandbox the read end of a pipe only its invoker writes to: it
+// ends once the invoker is gone, however it went. Then the proxy ends everything else in the
+// sandbox and itself, so no sandbox outlives its invoker (not even one whose start the
+// invoker's death cut short). Only as pid 2, the command bubblewrap's init starts in a pid
+// namespace of its own, where kill(-1) reaches nothing outside.
+function watchLifeline() {
+  const fd = process.env.FT_LIFELINE_FD;
+  delete process.env.FT_LIFELINE_FD;
+  if (fd === undefined || process.pid !== 2) return;
+  const net = require('net');
+  const lifeline = new net.Socket({ fd: Number(fd), readable: true, writable: false });
+  lifeline.on('data', () => {});
+  lifeline.on('error', () => {});
+  lifeline.on('close', () => {
+    try {
+      process.kill(-1, 'SIGKILL');
+    } catch {
+      // ESRCH: nothing else was running
+    }
+    process.exit(0);
+  });
+  lifeline.unref();
+}
+
 function main() {
+  watchLifeline();
   const proxyDir = process.env.FT_PROXY_DIR || '/ft';
   const logDir = path.join(proxyDir, 'logs');
   fs.mkdirSync(logDir, { recursive: true });

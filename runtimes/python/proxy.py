@@ -19,6 +19,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import json  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 from _ft_http import ProxyServer, error  # noqa: E402
@@ -273,7 +274,33 @@ class Proxy:
             diag(f"cannot write {path}: {exc}")
 
 
+def watch_lifeline() -> None:
+    """The sandbox backend hands each sandbox the read end of a pipe only its invoker writes
+    to: it reads end-of-file once the invoker is gone, however it went. Then the proxy ends
+    everything else in the sandbox and itself, so no sandbox outlives its invoker (not even
+    one whose start the invoker's death cut short). Only as pid 2, the command bubblewrap's
+    init starts in a pid namespace of its own, where kill(-1) reaches nothing outside."""
+    fd = os.environ.pop("FT_LIFELINE_FD", None)
+    if fd is None or os.getpid() != 2:
+        return
+
+    def wait_for_the_end() -> None:
+        try:
+            while os.read(int(fd), 64):
+                pass
+        except OSError:
+            pass
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # nothing else was running
+        os._exit(0)
+
+    threading.Thread(target=wait_for_the_end, name="lifeline", daemon=True).start()
+
+
 def main() -> None:
+    watch_lifeline()
     proxy_dir = os.environ.get("FT_PROXY_DIR", "/ft")
     os.makedirs(os.path.join(proxy_dir, "logs"), exist_ok=True)
     # As PID 1 in a container a signal without a handler is ignored: `docker stop` would wait.

@@ -18,8 +18,11 @@ import docker
 import pytest
 
 from bus.broker import Broker
+from bus.config import Settings
 from invoker.backends.cgroups import ROOT, unified
+from invoker.backends.sandbox import SandboxBackend
 from invoker.outcome import OUT_OF_MEMORY, TIMEOUT_MESSAGE
+from invoker.proxy_client import ProxyClient
 from tests.cluster_fixtures import Cluster, wait_for_stem_cells
 from tests.hostile.test_resources import FORK_BOMB, MEMORY_BOMB
 from tests.integration.test_blackbox import baked_image  # noqa: F401  (the fixture)
@@ -97,13 +100,13 @@ def _cgroups(invoker_id: str) -> list[str]:
     return sorted(d.name for d in base.iterdir() if d.is_dir()) if base.is_dir() else []
 
 
-def _bwrap_processes(invoker_id: str) -> set[int]:
-    """bubblewrap processes in the invoker's sandboxes' cgroups."""
+def _sandbox_processes(invoker_id: str, comm: str | None = None) -> set[int]:
+    """Processes (named ``comm``, if given) in the invoker's sandboxes' cgroups."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if ((entry / "comm").read_text().strip() == "bwrap"
+                if ((comm is None or (entry / "comm").read_text().strip() == comm)
                         and f"/funtainer/{invoker_id}/" in (entry / "cgroup").read_text()):
                     found.add(int(entry.name))
             except OSError:
@@ -193,12 +196,17 @@ async def test_a_killed_invoker_takes_its_sandboxes_with_it(
     processes = sandbox_cluster.processes
     invoker_id = sandbox_cluster.invoker_ids[0]
     victim = processes.procs[invoker_id]
-    before = _bwrap_processes(invoker_id)
-    assert before
+    assert _sandbox_processes(invoker_id, "bwrap")
+    # Killed while it starts a sandbox (a stem cell for the one the invoke used): one whose
+    # bubblewrap had not bound itself to its parent yet must go too.
+    await _create(api, f"{name}-new", INSIDE)
+    starting = asyncio.create_task(_invoke(api, f"{name}-new"))
+    await asyncio.sleep(0.05)
     os.kill(victim.pid, signal.SIGKILL)
     await asyncio.to_thread(victim.wait)
+    starting.cancel()
     deadline = time.monotonic() + 10
-    while before & _bwrap_processes(invoker_id):
+    while _sandbox_processes(invoker_id):
         assert time.monotonic() < deadline, "sandboxes outlived their invoker"
         await asyncio.sleep(0.1)
     assert _cgroups(invoker_id)  # left behind by the kill...
@@ -214,6 +222,31 @@ async def test_a_killed_invoker_takes_its_sandboxes_with_it(
     assert all(_group_dir(invoker_id, g).stat().st_ctime >= restarted_at - 1
                for g in _cgroups(invoker_id))
     assert (await _invoke(api, name))["response"]["success"]
+
+
+@pytest.mark.parametrize("kind", ["python:3.11", "nodejs:18"])
+async def test_a_sandbox_ends_with_its_lifeline(kind: str) -> None:
+    """The lifeline alone, its invoker alive (so bubblewrap's --die-with-parent is not what
+    ends it): all a sandbox whose start was cut short by its invoker's death has."""
+    settings = Settings(invoker_id=f"life{uuid.uuid4().hex[:6]}", container_backend="sandbox")
+    backend = SandboxBackend(settings)
+    died = asyncio.Event()
+    backend.watch(lambda _engine_id: died.set())
+    try:
+        handle = await backend.create("c0", kind, 256)
+        client = ProxyClient(handle.socket_path)
+        await client.connect(timeout=10)
+        client.close()
+        assert _sandbox_processes(settings.invoker_id)
+        os.close(backend._lifeline_held)  # what the invoker's death does to it
+        await asyncio.wait_for(died.wait(), timeout=10)
+        deadline = time.monotonic() + 10
+        while _sandbox_processes(settings.invoker_id):
+            assert time.monotonic() < deadline, "the sandbox outlived its lifeline"
+            await asyncio.sleep(0.05)
+    finally:
+        await backend.remove_leftovers()
+        os.close(backend._lifeline)
 
 
 async def test_a_blackbox_image_runs_unpacked_like_a_runtime(
