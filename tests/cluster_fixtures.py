@@ -101,18 +101,24 @@ async def docker_cluster(
         invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
     )
+    await _start(processes, settings.amqp_url, "cluster", timeout=90)
+    yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
+    await asyncio.to_thread(processes.stop)
+
+
+async def _start(processes: LocalCluster, amqp_url: str, what: str, timeout: float) -> None:
+    """Start the cluster's processes and wait until every invoker has its stem cells and the
+    gateway answers; fail the test session with the logs if it does not come up."""
     processes.start()
-    broker = await Broker.connect(settings.amqp_url, name="test-cluster-watch")
+    broker = await Broker.connect(amqp_url, name=f"{what.replace(' ', '-')}-watch")
     try:
-        await wait_for_stem_cells(broker, processes.invoker_ids, timeout=90)
+        await wait_for_stem_cells(broker, processes.invoker_ids, timeout=timeout)
         await asyncio.to_thread(processes.wait_for_gateway)
     except (TimeoutError, ClusterError):
         processes.stop()
-        pytest.fail("the cluster did not start\n" + processes.logs())
+        pytest.fail(f"the {what} did not start\n" + processes.logs())
     finally:
         await broker.close()
-    yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
-    await asyncio.to_thread(processes.stop)
 
 
 @pytest.fixture(scope="session")
@@ -135,16 +141,7 @@ async def sandbox_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
             invoker_ids=[f"s{tag}-0", f"s{tag}-1"],
             log_dir=tmp_path_factory.mktemp("sandbox-cluster-logs"),
         )
-        processes.start()
-        broker = await Broker.connect(amqp_url, name="sandbox-cluster-watch")
-        try:
-            await wait_for_stem_cells(broker, processes.invoker_ids, timeout=120)
-            await asyncio.to_thread(processes.wait_for_gateway)
-        except (TimeoutError, ClusterError):
-            processes.stop()
-            pytest.fail("the sandbox cluster did not start\n" + processes.logs())
-        finally:
-            await broker.close()
+        await _start(processes, amqp_url, "sandbox cluster", timeout=120)
         yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
         await asyncio.to_thread(processes.stop)
         shutil.rmtree(settings.sandbox_dir, ignore_errors=True)
