@@ -131,7 +131,7 @@ class SandboxBackend:
         try:
             cgroup.create(self._limits(memory))
             env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
-                      "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft",
+                   "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft",
                    "FT_LIFELINE_FD": str(self._lifeline)}
             seccomp_fd = os.open(self._seccomp, os.O_RDONLY | os.O_CLOEXEC)
             try:

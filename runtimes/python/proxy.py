@@ -280,13 +280,14 @@ def watch_lifeline() -> None:
     everything else in the sandbox and itself, so no sandbox outlives its invoker (not even
     one whose start the invoker's death cut short). Only as pid 2, the command bubblewrap's
     init starts in a pid namespace of its own, where kill(-1) reaches nothing outside."""
-    fd = os.environ.pop("FT_LIFELINE_FD", None)
-    if fd is None or os.getpid() != 2:
+    given = os.environ.pop("FT_LIFELINE_FD", None)
+    if given is None or os.getpid() != 2:
         return
+    fd = int(given)
 
     def wait_for_the_end() -> None:
         try:
-            while os.read(int(fd), 64):
+            while os.read(fd, 64):
                 pass
         except OSError:
             pass
