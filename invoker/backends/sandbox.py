@@ -131,17 +131,18 @@ class SandboxBackend:
         try:
             cgroup.create(self._limits(memory))
             env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
-                   "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft",
-                   "FT_LIFELINE_FD": str(self._lifeline)}
-            seccomp_fd = os.open(self._seccomp, os.O_RDONLY | os.O_CLOEXEC)
-            try:
+                   "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
+            with contextlib.ExitStack() as opened:
+                seccomp_fd = _open(opened, self._seccomp)
+                # Its own open file description of the lifeline's read end: flags set on
+                # it inside (Node makes what it watches non-blocking) stay with this sandbox.
+                lifeline = _open(opened, f"/proc/self/fd/{self._lifeline}")
+                env["FT_LIFELINE_FD"] = str(lifeline)
                 process = await asyncio.create_subprocess_exec(
                     *self._command(pool_id, rootfs, io_dir, cgroup, seccomp_fd), env=env,
                     stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd, self._lifeline],
+                    stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd, lifeline],
                     start_new_session=True)
-            finally:
-                os.close(seccomp_fd)
         except BaseException:
             await asyncio.to_thread(_remove, cgroup, io_dir)
             raise
@@ -215,6 +216,13 @@ def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:
     except OSError as exc:
         log.warning("could not remove cgroup %s: %s", cgroup.dirs[0], exc)
     release_io_dir(io_dir)
+
+
+def _open(opened: contextlib.ExitStack, path: str | Path) -> int:
+    """A read-only descriptor for a sandbox to inherit, closed here once it has."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    opened.callback(os.close, fd)
+    return fd
 
 
 def _require(tool: str) -> str:

@@ -18,6 +18,7 @@ sys.dont_write_bytecode = True
 # sys.path only for these imports and cannot shadow the action's own modules afterwards.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import json  # noqa: E402
+import select  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -286,11 +287,20 @@ def watch_lifeline() -> None:
     fd = int(given)
 
     def wait_for_the_end() -> None:
-        try:
-            while os.read(fd, 64):
-                pass
-        except OSError:
-            pass
+        # The end is end-of-file, nothing else. The pipe may be non-blocking (Node's libuv
+        # sets O_NONBLOCK on a pipe it watches, and on a description shared with one it is
+        # set for all), so an empty read is waited out, not taken for the end.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            poller.poll()
+            try:
+                if not os.read(fd, 64):
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:

@@ -87,7 +87,7 @@ async def _invoke(api: aiohttp.ClientSession, name: str,
                   params: dict[str, object] | None = None) -> dict:
     async with api.post(f"{ACTIONS}/{name}?blocking=true", json=params or {}) as resp:
         body = await resp.json()
-        assert resp.status in (200, 502), body
+        assert resp.status in (200, 502), __import__("json").dumps(body)
         return body
 
 
@@ -247,6 +247,25 @@ async def test_a_sandbox_ends_with_its_lifeline(kind: str) -> None:
     finally:
         await backend.remove_leftovers()
         os.close(backend._lifeline)
+
+
+async def test_a_node_sandbox_leaves_the_lifeline_of_others_alone() -> None:
+    """Node's libuv makes a pipe it watches non-blocking. Were the lifeline's description
+    shared, every Python sandbox started after a Node one read EAGAIN and ended at once."""
+    settings = Settings(invoker_id=f"life{uuid.uuid4().hex[:6]}", container_backend="sandbox")
+    backend = SandboxBackend(settings)
+    died: list[str] = []
+    backend.watch(died.append)
+    try:
+        for pool_id, kind in (("c0", "nodejs:18"), ("c1", "python:3.11")):
+            # One after the other: Node is up (its lifeline watched) before Python starts.
+            client = ProxyClient((await backend.create(pool_id, kind, 256)).socket_path)
+            await client.connect(timeout=10)
+            client.close()
+        await asyncio.sleep(1.0)  # a proxy that took the lifeline for ended is gone by now
+        assert died == []
+    finally:
+        await backend.close()
 
 
 async def test_a_blackbox_image_runs_unpacked_like_a_runtime(
