@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # The sandbox backend's unpacked images and proxy directories. Sandboxes run as
     # container_user and open them by path, so every directory above must let others pass.
     sandbox_dir: Path = Path("/var/lib/funtainer-sandbox")
+    # Whether the sandbox backend forks Python sandboxes from a zygote (an interpreter that
+    # has started and imported the proxy once) instead of starting each one's interpreter.
+    sandbox_zygote: bool = True
     docker_url: str = "unix:///var/run/docker.sock"
     image_prefix: str = "funtainer"
     heartbeat_interval_s: float = 1.0

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from invoker.backends.cgroups import Limits, SandboxCgroup, remove_all
 from invoker.backends.io_dirs import IoDirs, release_io_dir
 from invoker.backends.rootfs import Rootfs, RootfsCache, traversable
 from invoker.backends.seccomp import write_program
+from invoker.backends.zygote import SpawnFailed, Zygote, ZygoteUnavailable
 from runtimes.kinds import image_for
 from runtimes.profiles import profile_env
 
@@ -47,6 +50,15 @@ _JOIN = ('while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shif
          'ulimit -n {nofile} || exit 125; exec "$@"')
 
 
+PYTHON_PROXY = "/ft-proxy/proxy.py"
+ZYGOTE = "/ft-proxy/_ft_zygote.py"
+# A zygote's own cgroup: its interpreter, and each child until it joins its sandbox's groups.
+ZYGOTE_MEMORY_MB = 128
+ZYGOTE_PIDS = 256
+_libc = ctypes.CDLL(None, use_errno=True)
+_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
+
+
 class SandboxUnavailable(RuntimeError):
     pass
 
@@ -54,8 +66,8 @@ class SandboxUnavailable(RuntimeError):
 @dataclass
 class Sandbox:
     handle: ContainerHandle
-    process: asyncio.subprocess.Process
     cgroup: SandboxCgroup
+    process: asyncio.subprocess.Process | None  # bubblewrap's; None for a zygote's child
     stderr_tail: bytearray = field(default_factory=bytearray)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -67,9 +79,10 @@ class SandboxBackend:
         self._uid, self._gid = (int(x) for x in settings.container_user.split(":"))
         root = settings.sandbox_dir
         self.rootfs = RootfsCache(root / "rootfs", settings.docker_url)
-        io_root = root / "io" / settings.invoker_id
-        traversable(io_root)
-        self.io_dirs = IoDirs(io_root, self._uid, self._gid, settings.container_io_quota_mb)
+        self._io_root = root / "io" / settings.invoker_id
+        traversable(self._io_root)
+        self.io_dirs = IoDirs(self._io_root, self._uid, self._gid,
+                              settings.container_io_quota_mb)
         self._cgroup_base = f"funtainer/{settings.invoker_id}"
         self._seccomp = write_program(root / f"seccomp-{settings.invoker_id}.bpf")
         # Every sandbox gets the read end; only this process holds the write end (close-on-
@@ -81,6 +94,8 @@ class SandboxBackend:
             log.warning("the sandbox backend has no network for actions: FT_CONTAINER_NETWORK "
                         "%r is ignored", settings.container_network)
         self._live: dict[str, Sandbox] = {}
+        self._zygotes: dict[str, Zygote | None] = {}  # kind -> its zygote (None: not to be had)
+        self._zygote_lock = asyncio.Lock()
         self._on_died: Callable[[str], None] | None = None
         self._waiters: set[asyncio.Task[None]] = set()
 
@@ -95,73 +110,183 @@ class SandboxBackend:
         return Limits(memory_mb=memory, pids=s.container_pids_limit,
                       cpu_shares=cpu_shares(s, memory), cpu_quota=cpu_cap(s, memory))
 
-    def _command(self, pool_id: str, rootfs: Rootfs, io_dir: Path, cgroup: SandboxCgroup,
-                 seccomp_fd: int) -> list[str]:
+    def _command(self, name: str, rootfs: Rootfs, proxy_dir: Path, cgroup: SandboxCgroup,
+                 seccomp_fd: int | None, command: list[str]) -> list[str]:
+        """A sandbox (``seccomp_fd`` given: no capabilities, the filter loaded) or a zygote
+        (capabilities kept inside its user namespace, for its children's namespaces and
+        mounts; they drop them and load the filter themselves)."""
         s, tmpfs = self.settings, str(self.settings.container_tmpfs_mb * 1024 * 1024)
         uid, gid = str(self._uid), str(self._gid)
+        if seccomp_fd is not None:
+            confined = ["--uid", uid, "--gid", gid, "--disable-userns", "--cap-drop", "ALL",
+                        "--seccomp", str(seccomp_fd),
+                        "--perms", "1777", "--size", tmpfs, "--tmpfs", "/tmp",
+                        "--perms", "1777", "--size", tmpfs, "--tmpfs", "/dev/shm"]
+        else:
+            # Root of its user namespace (uid 1000 outside), in that one namespace only:
+            # with --uid 1000 or --disable-userns bubblewrap nests a second one, and every
+            # mount a child copied would be locked (it could not detach the zygote's /ft and
+            # /proc). Each child becomes uid 1000 in a user namespace of its own.
+            confined = ["--uid", "0", "--gid", "0", "--cap-add", "ALL"]
         return [
             self._tools["sh"], "-c", _JOIN.format(nofile=s.container_nofile), "sh",
             *map(str, cgroup.procs_files), "--",
             self._tools["setpriv"], "--reuid", uid, "--regid", gid, "--clear-groups",
             self._tools["bwrap"],
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-net", "--unshare-cgroup-try", "--disable-userns",
+            "--unshare-net", "--unshare-cgroup-try",
             # Its name as its host name (unique across invokers), as Docker names a
             # container's host by its id.
-            "--uid", uid, "--gid", gid, "--hostname", self._name(pool_id),
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--hostname", name,
+            "--die-with-parent", "--new-session",
             "--ro-bind", str(rootfs.path), "/",
             "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", tmpfs, "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", tmpfs, "--tmpfs", "/dev/shm",
+            *confined,
             # bubblewrap's /dev is a tmpfs its user owns: read-only, as Docker's is to uid
             # 1000 (not recursive: /dev/shm below stays writable).
             "--remount-ro", "/dev",
-            "--bind", str(io_dir), "/ft",
+            "--bind", str(proxy_dir), "/ft",
             "--chdir", rootfs.workdir,
-            "--seccomp", str(seccomp_fd),
-            "--", *rootfs.command,
+            "--", *command,
         ]
 
     async def create(self, pool_id: str, kind: str, memory: int) -> ContainerHandle:
         rootfs = await self.rootfs.ensure(image_for(kind, self.settings.image_prefix))
+        zygote = await self._zygote_for(kind, rootfs)
         name = self._name(pool_id)
         io_dir = self.io_dirs.prepare(pool_id)
+        handle = ContainerHandle(pool_id=pool_id, name=name, engine_id=name, io_dir=io_dir)
         cgroup = SandboxCgroup(self._cgroup_base, pool_id)
         try:
             cgroup.create(self._limits(memory))
             env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
                    "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
-            with contextlib.ExitStack() as opened:
-                seccomp_fd = _open(opened, self._seccomp)
-                # Its own open file description of the lifeline's read end: flags set on
-                # it inside (Node makes what it watches non-blocking) stay with this sandbox.
-                lifeline = _open(opened, f"/proc/self/fd/{self._lifeline}")
-                env["FT_LIFELINE_FD"] = str(lifeline)
-                process = await asyncio.create_subprocess_exec(
-                    *self._command(pool_id, rootfs, io_dir, cgroup, seccomp_fd), env=env,
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd, lifeline],
-                    start_new_session=True)
+            sandbox = None
+            if zygote is not None:
+                sandbox = await self._fork(zygote, kind, handle, cgroup, rootfs, env)
+            if sandbox is None:
+                sandbox = await self._start(handle, cgroup, rootfs, env)
         except BaseException:
             await asyncio.to_thread(_remove, cgroup, io_dir)
             raise
-        handle = ContainerHandle(pool_id=pool_id, name=name, engine_id=name, io_dir=io_dir)
-        sandbox = Sandbox(handle, process, cgroup)
         self._live[name] = sandbox
-        task = asyncio.create_task(self._follow(sandbox))
-        self._waiters.add(task)
-        task.add_done_callback(self._waiters.discard)
         return handle
 
-    async def _follow(self, sandbox: Sandbox) -> None:
+    async def _start(self, handle: ContainerHandle, cgroup: SandboxCgroup, rootfs: Rootfs,
+                     env: dict[str, str]) -> Sandbox:
+        """A sandbox of its own: bubblewrap, then the runtime's interpreter from the start."""
+        with contextlib.ExitStack() as opened:
+            seccomp_fd = _open(opened, self._seccomp)
+            lifeline = self._lifeline_for(opened, env)
+            process = await asyncio.create_subprocess_exec(
+                *self._command(handle.name, rootfs, handle.io_dir, cgroup, seccomp_fd,
+                               rootfs.command), env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, pass_fds=[seccomp_fd, lifeline],
+                start_new_session=True)
+        sandbox = Sandbox(handle, cgroup, process)
+        assert process.stderr is not None
+        self._follow(sandbox, process.stderr, process.wait())
+        return sandbox
+
+    async def _fork(self, zygote: Zygote, kind: str, handle: ContainerHandle,
+                    cgroup: SandboxCgroup, rootfs: Rootfs, env: dict[str, str],
+                    ) -> Sandbox | None:
+        """A sandbox forked from its kind's zygote; None if the zygote could not make it
+        (then it is not asked again, and bubblewrap starts this one)."""
+        request = {"id": handle.pool_id, "hostname": handle.name, "env": env,
+                   "workdir": rootfs.workdir, "nofile": self.settings.container_nofile,
+                   "tmpfs": self.settings.container_tmpfs_mb * 1024 * 1024}
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = await zygote.spawn(request, write_end, cgroup.procs_files)
+        except (ZygoteUnavailable, SpawnFailed) as exc:
+            os.close(read_end)
+            log.warning("the %s zygote could not start a sandbox (%s); its sandboxes start "
+                        "without it from now on", kind, exc)
+            self._zygotes[kind] = None
+            zygote.close()
+            await asyncio.to_thread(cgroup.kill)
+            return None
+        finally:
+            os.close(write_end)
+        loop = asyncio.get_running_loop()
+        stderr = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr),
+                                     os.fdopen(read_end, "rb", buffering=0))
+        sandbox = Sandbox(handle, cgroup, None)
+        self._follow(sandbox, stderr, _pid_exit(pid))
+        return sandbox
+
+    def _lifeline_for(self, opened: contextlib.ExitStack, env: dict[str, str]) -> int:
+        # Its own open file description of the lifeline's read end: flags set on it inside
+        # (Node makes what it watches non-blocking) stay with this sandbox.
+        lifeline = _open(opened, f"/proc/self/fd/{self._lifeline}")
+        env["FT_LIFELINE_FD"] = str(lifeline)
+        return lifeline
+
+    async def _zygote_for(self, kind: str, rootfs: Rootfs) -> Zygote | None:
+        """The kind's zygote, started now if it has none running (None: the kind's runtime
+        has none, or it cannot run here)."""
+        if not self.settings.sandbox_zygote or kind == "blackbox":
+            return None
+        zygote = self._zygotes.get(kind)
+        if zygote is not None and zygote.alive:
+            return zygote
+        if kind in self._zygotes and zygote is None:
+            return None
+        async with self._zygote_lock:
+            zygote = self._zygotes.get(kind)
+            if zygote is None or not zygote.alive:
+                zygote = await self._start_zygote(kind, rootfs)
+                self._zygotes[kind] = zygote
+        return zygote
+
+    async def _start_zygote(self, kind: str, rootfs: Rootfs) -> Zygote | None:
+        command = _zygote_command(rootfs)
+        if command is None:
+            return None
+        # New proxy directories (each its own tmpfs) must appear under the zygote's /ft.
+        await asyncio.to_thread(_share, self._io_root)
+        cgroup = SandboxCgroup(self._cgroup_base, f"zygote-{re.sub('[^a-z0-9]+', '-', kind)}")
+        cgroup.kill()
+        with contextlib.suppress(OSError):
+            cgroup.remove()
+        cgroup.create(Limits(memory_mb=ZYGOTE_MEMORY_MB, pids=ZYGOTE_PIDS, cpu_shares=1024,
+                             cpu_quota=None))
+        ours, theirs = Zygote.control_pair()
+        env = {**rootfs.env, "FT_PROXY_DIR": "/ft", "FT_ZYGOTE_FD": str(theirs.fileno())}
+        with contextlib.ExitStack() as opened:
+            opened.callback(theirs.close)
+            seccomp_fd = _open(opened, self._seccomp)
+            env["FT_SECCOMP_FD"] = str(seccomp_fd)
+            lifeline = self._lifeline_for(opened, env)
+            process = await asyncio.create_subprocess_exec(
+                *self._command(self._name(f"zygote-{kind}"), rootfs, self._io_root, cgroup,
+                               None, command), env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=[theirs.fileno(), seccomp_fd, lifeline], start_new_session=True)
+        zygote = Zygote(process, ours)
+        task = asyncio.create_task(_log_zygote(kind, process))
+        self._waiters.add(task)
+        task.add_done_callback(self._waiters.discard)
+        log.info("started the %s zygote", kind)
+        return zygote
+
+    def _follow(self, sandbox: Sandbox, stderr: asyncio.StreamReader,
+                ended: Awaitable[object]) -> None:
+        task = asyncio.create_task(self._followed(sandbox, stderr, ended))
+        self._waiters.add(task)
+        task.add_done_callback(self._waiters.discard)
+
+    async def _followed(self, sandbox: Sandbox, stderr: asyncio.StreamReader,
+                        ended: Awaitable[object]) -> None:
         """Keep the end of its stderr; when it exits unasked, say so and report it died."""
-        stream = sandbox.process.stderr
-        assert stream is not None
-        while chunk := await stream.read(65536):
+        while chunk := await stderr.read(65536):
             sandbox.stderr_tail += chunk
             del sandbox.stderr_tail[:-STDERR_KEPT]
-        code = await sandbox.process.wait()
+        code = await ended
         sandbox.exited.set()
         if self._live.get(sandbox.handle.engine_id) is sandbox and self._on_died is not None:
             log.warning("sandbox %s exited with %s: %s", sandbox.handle.name, code,
@@ -174,8 +299,9 @@ class SandboxBackend:
             await asyncio.to_thread(release_io_dir, handle.io_dir)
             return
         await asyncio.to_thread(sandbox.cgroup.kill)
-        with contextlib.suppress(ProcessLookupError):
-            sandbox.process.kill()
+        if sandbox.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                sandbox.process.kill()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(KILL_WAIT_S):
                 await sandbox.exited.wait()
@@ -200,6 +326,9 @@ class SandboxBackend:
     async def close(self) -> None:
         for name in list(self._live):
             await self.destroy(self._live[name].handle)
+        for zygote in self._zygotes.values():
+            if zygote is not None:
+                zygote.close()
         for task in list(self._waiters):
             task.cancel()
         removed = await self.remove_leftovers()
@@ -216,6 +345,53 @@ def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:
     except OSError as exc:
         log.warning("could not remove cgroup %s: %s", cgroup.dirs[0], exc)
     release_io_dir(io_dir)
+
+
+def _zygote_command(rootfs: Rootfs) -> list[str] | None:
+    """The zygote's command line, for an image whose entry point is the Python proxy."""
+    if rootfs.command[-1:] != [PYTHON_PROXY] or not (rootfs.path / ZYGOTE[1:]).is_file():
+        return None
+    return [*rootfs.command[:-1], ZYGOTE]
+
+
+async def _pid_exit(pid: int) -> None:
+    """Wait until process ``pid`` (not a child of ours) has exited."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+    try:
+        await gone
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+async def _log_zygote(kind: str, process: asyncio.subprocess.Process) -> None:
+    """A zygote writes only when something fails; its lines go to the invoker's log."""
+    assert process.stderr is not None
+    while line := await process.stderr.readline():
+        log.warning("%s zygote: %s", kind, line.decode(errors="replace").rstrip())
+    log.warning("the %s zygote exited with %s", kind, await process.wait())
+
+
+def _share(path: Path) -> None:
+    """Make ``path`` a shared mount, so mounts made under it later reach the copies of it in
+    other mount namespaces (a zygote's)."""
+    if not os.path.ismount(path):
+        _check_mount(_libc.mount(os.fsencode(path), os.fsencode(path), None,
+                                 _MS_BIND | _MS_REC, None),
+                     path)
+    _check_mount(_libc.mount(None, os.fsencode(path), None, _MS_SHARED, None), path)
+
+
+def _check_mount(result: int, path: Path) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(path))
 
 
 def _open(opened: contextlib.ExitStack, path: str | Path) -> int:

@@ -2,7 +2,8 @@
 container runtime uses, present wherever bubblewrap is) into the BPF program bubblewrap loads.
 
 What it refuses (EPERM) is what Docker's default profile refuses to a container without
-capabilities: the kernel's administrative and namespace-changing calls, kernel keyrings,
+capabilities: the kernel's administrative and namespace-changing calls (clone included, when
+asked for a namespace), kernel keyrings,
 module loading, clock setting, tracing other processes' memory, BPF and perf events. An
 action needs none of them; each one is a known way out of a container.
 """
@@ -40,8 +41,29 @@ REFUSED = (
 )
 
 
+# clone's namespace flags: mount, cgroup, uts, ipc, user, pid, net.
+CLONE_NEW = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+             0x40000000)
+_SCMP_CMP_MASKED_EQ = 7  # (argument & datum_a) == datum_b
+
+
+class _ArgCmp(ctypes.Structure):  # libseccomp's struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
 class SeccompUnavailable(OSError):
     pass
+
+
+def _add(lib: ctypes.CDLL, ctx: int, action: int, name: str, *conditions: _ArgCmp) -> None:
+    nr = lib.seccomp_syscall_resolve_name(name.encode())
+    if nr == __NR_SCMP_ERROR:
+        return  # not a call on this architecture
+    array = (_ArgCmp * len(conditions))(*conditions)
+    rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conditions), array)
+    if rc < 0:
+        raise SeccompUnavailable(f"seccomp rule for {name} failed: {os.strerror(-rc)}")
 
 
 def _library() -> ctypes.CDLL:
@@ -53,8 +75,8 @@ def _library() -> ctypes.CDLL:
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                     ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.c_void_p]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib
@@ -70,12 +92,13 @@ def filter_program() -> bytes:
     try:
         refuse = _SCMP_ACT_ERRNO | errno.EPERM
         for name in REFUSED:
-            nr = lib.seccomp_syscall_resolve_name(name.encode())
-            if nr == __NR_SCMP_ERROR:
-                continue  # not a call on this architecture
-            rc = lib.seccomp_rule_add(ctx, refuse, nr, 0)
-            if rc < 0:
-                raise SeccompUnavailable(f"seccomp_rule_add({name}) failed: {os.strerror(-rc)}")
+            _add(lib, ctx, refuse, name)
+        # clone may make threads and processes, not namespaces (a user namespace would give
+        # back every capability inside it); clone3 passes its flags in memory a filter
+        # cannot read, so it is "not implemented" and the C library falls back to clone.
+        for flag in CLONE_NEW:
+            _add(lib, ctx, refuse, "clone", _ArgCmp(0, _SCMP_CMP_MASKED_EQ, flag, flag))
+        _add(lib, ctx, _SCMP_ACT_ERRNO | errno.ENOSYS, "clone3")
         with tempfile.TemporaryFile() as out:
             rc = lib.seccomp_export_bpf(ctx, out.fileno())
             if rc < 0:

@@ -1,0 +1,98 @@
+"""The invoker's side of a runtime's zygote (``runtimes/python/_ft_zygote.py``): a process
+started once per kind that forks each new sandbox from an interpreter that has already
+started and imported the proxy.
+
+The zygote is reached over a SOCK_SEQPACKET socketpair. A request is one JSON message with
+descriptors: a report socket, the sandbox's stderr, and the ``cgroup.procs`` files of its
+cgroups, opened here (the kernel checks the opener's rights when a process joins through
+one). The sandbox reports on the report socket once it is set up; as this socket passes
+credentials, the kernel adds the sandbox's pid in this process's pid namespace, so the
+invoker follows it with a pidfd like any child of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+REPORT_TIMEOUT_S = 10.0
+_UCRED = struct.Struct("iII")  # pid, uid, gid
+
+
+class ZygoteUnavailable(RuntimeError):
+    """The zygote is gone (it died, or was never started): start sandboxes without it."""
+
+
+class SpawnFailed(RuntimeError):
+    pass
+
+
+class Zygote:
+    """One running zygote: its process (bubblewrap, which runs it) and control socket."""
+
+    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
+        self.process = process
+        self._control = control
+
+    @staticmethod
+    def control_pair() -> tuple[socket.socket, socket.socket]:
+        """(ours, the zygote's): the zygote's end is handed to it as an inherited fd."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        return ours, theirs
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None and self._control.fileno() >= 0
+
+    async def spawn(self, request: dict[str, object], stderr: int,
+                    cgroup_procs: Sequence[Path]) -> int:
+        """Fork a sandbox; return its pid once it is set up (the proxy is starting)."""
+        if not self.alive:
+            raise ZygoteUnavailable("the zygote is not running")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours, contextlib.ExitStack() as opened:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            ours.setblocking(False)
+            fds = [theirs.fileno(), stderr]
+            for path in cgroup_procs:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                opened.callback(os.close, fd)
+                fds.append(fd)
+            try:
+                socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+            except OSError as exc:
+                raise ZygoteUnavailable(f"the zygote does not take requests: {exc}") from exc
+            finally:
+                theirs.close()
+            return await _reported_pid(ours)
+
+    def close(self) -> None:
+        """Closing the control socket ends the zygote, and with it every sandbox it forked
+        (their pid namespaces are nested in its own)."""
+        self._control.close()
+
+
+async def _reported_pid(report: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(report, lambda: arrived.done() or arrived.set_result(None))
+    try:
+        async with asyncio.timeout(REPORT_TIMEOUT_S):
+            await arrived
+    except TimeoutError:
+        raise SpawnFailed(f"no report within {REPORT_TIMEOUT_S:.0f} s") from None
+    finally:
+        loop.remove_reader(report)
+    message, ancillary, _flags, _addr = report.recvmsg(16, socket.CMSG_SPACE(_UCRED.size))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and message:
+            pid, _uid, _gid = _UCRED.unpack(data[:_UCRED.size])
+            return pid
+    raise SpawnFailed("the sandbox ended before it was set up (its stderr says why)")

@@ -1,0 +1,239 @@
+"""The Python runtime's zygote: an interpreter that has imported the action proxy once and
+forks each new sandbox the invoker asks for from itself, so a cold start skips the
+interpreter's start and the proxy's imports (most of a sandbox's start-up).
+
+It runs in a sandbox of its own, started by bubblewrap: root of a user namespace of its own
+(uid 1000 outside), whose capabilities reach nothing outside that namespace but are enough to
+give each child namespaces and mounts of its own. Its /ft is the invoker's whole proxy
+directory root. Each child, before any action code runs:
+
+1. joins its sandbox's cgroups through descriptors the invoker opened (the kernel checks the
+   rights of whoever opened them: the invoker's);
+2. unshares mount, pid, net, ipc, uts and cgroup namespaces, and forks: the grandchild is
+   pid 1 of a pid namespace of its own, the child goes;
+3. mounts a fresh /proc (/proc/sys read-only), tmpfs /tmp and /dev/shm, and keeps only its
+   own proxy directory at /ft (the zygote's view of every other sandbox's is detached, not
+   merely covered);
+4. becomes uid and gid 1000 in a user namespace of its own, drops every capability, sets
+   no_new_privs and loads the sandboxes' seccomp filter (which refuses new namespaces);
+5. reports over the socket the invoker gave it (the kernel adds its pid, as the invoker
+   sees it), then becomes the proxy.
+
+Protocol: the control socket (``FT_ZYGOTE_FD``, a SOCK_SEQPACKET socketpair with the
+invoker) carries one JSON request per message, with descriptors [report socket, stderr,
+cgroup.procs...]. Nothing is answered on it: a child that fails writes why to its stderr and
+exits, and its report socket closes unreported. Standard library only, as the proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _ft_logs  # noqa: E402
+import proxy  # noqa: E402  (imported once here: the point of a zygote)
+
+del sys.path[0]
+
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWUSER = 0x08000000, 0x10000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+CONTAINER_ID = 1000  # the uid and gid actions run as, in the runtime images too
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x2000, 0x4000, 1 << 18
+MNT_DETACH = 2
+PR_SET_SECCOMP, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 22, 24, 38, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                       ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                       ctypes.c_ulong]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(libc.mount(_bytes(source), target.encode(), _bytes(fstype), flags, _bytes(data)),
+           f"mount {target}")
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
+def _detach(target: str) -> None:
+    _check(libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+
+
+def _swap_in(target: str, mount_new) -> None:  # type: ignore[no-untyped-def]
+    """Mount something new at ``target`` in place of what is there, the old mount detached
+    (not left underneath): mounted beside it first, on /tmp, then moved over."""
+    staging = f"/tmp/.ft-{os.path.basename(target)}"
+    os.mkdir(staging)
+    mount_new(staging)
+    _detach(target)
+    _mount(staging, target, None, MS_MOVE)
+    os.rmdir(staging)
+
+
+def _new_proc(at: str) -> None:
+    _mount("proc", at, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _become_container_user() -> None:
+    """uid and gid 1000 in a user namespace of its own, mapped to the zygote's root (uid 1000
+    outside), with no supplementary groups. Entered last: its mounts are made by then."""
+    _check(libc.unshare(CLONE_NEWUSER), "unshare user")
+    for name, value in (("setgroups", "deny"), ("uid_map", f"{CONTAINER_ID} 0 1"),
+                        ("gid_map", f"{CONTAINER_ID} 0 1")):
+        with open(f"/proc/self/{name}", "w") as control:
+            control.write(value)
+
+
+def _drop_privileges(seccomp: bytes) -> None:
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient caps")
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last + 1):
+        _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop cap {cap}")
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: none, both halves
+    _check(libc.syscall(SYS_CAPSET[os.uname().machine], header, data), "capset")
+    program = ctypes.create_string_buffer(seccomp, len(seccomp))
+    fprog = SockFprog(len(seccomp) // 8, ctypes.cast(program, ctypes.c_void_p))
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0),
+           "seccomp")
+
+
+def _become_sandbox(request: dict, fds: list[int], seccomp: bytes,
+                    lifeline: int | None) -> None:
+    """In the forked child: everything up to the proxy's start. Returns in the grandchild,
+    pid 1 of the new sandbox, with the report socket still to be used."""
+    report, stderr, *cgroup_procs = fds
+    for procs in cgroup_procs:
+        os.write(procs, b"0")  # "0": the writer itself
+        os.close(procs)
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
+                        | CLONE_NEWUTS | CLONE_NEWCGROUP), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing it mounts reaches the zygote
+    socket.sethostname(request["hostname"])
+    tmpfs = f"size={request['tmpfs']},mode=1777"
+    for target in ("/tmp", "/dev/shm"):
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs)
+    _swap_in("/ft", lambda at: _mount(f"/ft/{request['id']}", at, None, MS_BIND))
+    if os.fork():
+        os._exit(0)  # the grandchild is pid 1 of the new pid namespace
+    _swap_in("/proc", _new_proc)
+    _mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
+    _mount(None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
+           | MS_NOEXEC)
+    os.setsid()
+    nofile = request["nofile"]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for target, source in ((0, devnull), (1, devnull), (2, stderr)):
+        os.dup2(source, target)
+    os.dup2(stderr, _ft_logs.DIAG_FD)  # the proxy's own messages (its copy of the zygote's)
+    keep = {0, 1, 2, _ft_logs.DIAG_FD, report, *([lifeline] if lifeline is not None else [])}
+    for fd in os.listdir("/proc/self/fd"):
+        if int(fd) not in keep:
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone
+                os.close(int(fd))
+    _become_container_user()
+    _drop_privileges(seccomp)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if lifeline is not None:
+        os.environ["FT_LIFELINE_FD"] = str(lifeline)
+    os.chdir(request.get("workdir") or "/tmp")
+
+
+def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) -> None:
+    """Fork one sandbox. The zygote closes its copies of the descriptors either way."""
+    if os.fork():
+        for fd in fds:
+            os.close(fd)
+        return
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _become_sandbox(request, fds, seccomp, lifeline)
+        report = socket.socket(fileno=fds[0])
+        report.send(b"up")
+        report.close()
+        proxy.main()
+    except BaseException as exc:  # a child never returns into the zygote's loop
+        os.write(2, f"ft-zygote: sandbox {request.get('id')} did not start: {exc}\n".encode())
+        code = 125
+    os._exit(code)
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(os.environ.pop("FT_ZYGOTE_FD")))
+    with open(int(os.environ.pop("FT_SECCOMP_FD")), "rb") as program:
+        seccomp = program.read()
+    given = os.environ.pop("FT_LIFELINE_FD", None)
+    lifeline = int(given) if given is not None else None
+    # Children that leave are reaped by the kernel: the zygote waits for none of them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # The lifeline (its invoker's end of it) ends the zygote as it ends a sandbox.
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    if lifeline is not None:
+        poller.register(lifeline, select.POLLIN | select.POLLHUP)
+    while True:
+        ready = dict(poller.poll())
+        if lifeline in ready and _ended(lifeline):
+            break
+        if control.fileno() not in ready:
+            continue
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(control, 65536, 64)
+        except OSError:
+            break
+        if not message:
+            break  # the invoker closed its end: it has gone, or no longer needs us
+        try:
+            request = json.loads(message)
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            continue
+        _spawn(request, fds, seccomp, lifeline)
+
+
+def _ended(fd: int) -> bool:
+    """Whether a pipe nobody writes to has reached its end (it may be non-blocking)."""
+    try:
+        return not os.read(fd, 64)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+if __name__ == "__main__":
+    main()
