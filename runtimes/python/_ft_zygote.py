@@ -36,6 +36,7 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +90,7 @@ def _detach(target: str) -> None:
     _check(libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
 
 
-def _swap_in(target: str, mount_new) -> None:  # type: ignore[no-untyped-def]
+def _swap_in(target: str, mount_new: Callable[[str], None]) -> None:
     """Mount something new at ``target`` in place of what is there, the old mount detached
     (not left underneath): mounted beside it first, on /tmp, then moved over."""
     staging = f"/tmp/.ft-{os.path.basename(target)}"
