@@ -388,6 +388,13 @@ class Store:
             upto if upto is not None else "+inf",
         ))
 
+    async def count_records_of(self, ns: str, names: list[str], since: int) -> int:
+        """Records of the actions ``names`` since ``since``, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zcount(self._record_index(ns, name), since, "+inf")
+            return sum(int(count) for count in await pipe.execute())
+
     # -- feeds -------------------------------------------------------------------------------
 
     async def put_feed(self, feed: FeedDoc) -> None:

@@ -186,7 +186,8 @@ class SandboxBackend:
                 start_new_session=True)
         sandbox = Sandbox(handle, cgroup, process)
         assert process.stderr is not None
-        self._follow(sandbox, process.stderr, process.wait())
+        self._follow(sandbox, _kept_stream(process.stderr, sandbox.stderr_tail),
+                     process.wait())
         return sandbox
 
     async def _fork(self, zygote: Zygote, kind: str, handle: ContainerHandle,
@@ -210,12 +211,8 @@ class SandboxBackend:
             return None
         finally:
             os.close(write_end)
-        loop = asyncio.get_running_loop()
-        stderr = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr),
-                                     os.fdopen(read_end, "rb", buffering=0))
         sandbox = Sandbox(handle, cgroup, None)
-        self._follow(sandbox, stderr, _pid_exit(pid))
+        self._follow(sandbox, _kept_pipe(read_end, sandbox.stderr_tail), _pid_exit(pid))
         return sandbox
 
     def _lifeline_for(self, opened: contextlib.ExitStack, env: dict[str, str]) -> int:
@@ -274,18 +271,16 @@ class SandboxBackend:
         log.info("started the %s zygote", kind)
         return zygote
 
-    def _follow(self, sandbox: Sandbox, stderr: asyncio.StreamReader,
+    def _follow(self, sandbox: Sandbox, stderr_read: Awaitable[None],
                 ended: Awaitable[object]) -> None:
-        task = asyncio.create_task(self._followed(sandbox, stderr, ended))
+        task = asyncio.create_task(self._followed(sandbox, stderr_read, ended))
         self._waiters.add(task)
         task.add_done_callback(self._waiters.discard)
 
-    async def _followed(self, sandbox: Sandbox, stderr: asyncio.StreamReader,
+    async def _followed(self, sandbox: Sandbox, stderr_read: Awaitable[None],
                         ended: Awaitable[object]) -> None:
         """Keep the end of its stderr; when it exits unasked, say so and report it died."""
-        while chunk := await stderr.read(65536):
-            sandbox.stderr_tail += chunk
-            del sandbox.stderr_tail[:-STDERR_KEPT]
+        await stderr_read
         code = await ended
         sandbox.exited.set()
         if self._live.get(sandbox.handle.engine_id) is sandbox and self._on_died is not None:
@@ -352,6 +347,38 @@ def _zygote_command(rootfs: Rootfs) -> list[str] | None:
     if rootfs.command[-1:] != [PYTHON_PROXY] or not (rootfs.path / ZYGOTE[1:]).is_file():
         return None
     return [*rootfs.command[:-1], ZYGOTE]
+
+
+async def _kept_stream(stream: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read ``stream`` to its end, keeping the last STDERR_KEPT bytes in ``tail``."""
+    while chunk := await stream.read(65536):
+        tail += chunk
+        del tail[:-STDERR_KEPT]
+
+
+async def _kept_pipe(fd: int, tail: bytearray) -> None:
+    """The same for a pipe's read end, which this closes. Read with a plain reader, not a
+    pipe transport: uvloop's closes the descriptor itself and the file object handed to it
+    closes it again, possibly once the number belongs to the next sandbox's pipe."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            tail += chunk
+            del tail[:-STDERR_KEPT]
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def _pid_exit(pid: int) -> None:
