@@ -128,20 +128,26 @@ class SandboxCgroup:
             return [int(p) for p in self.procs_files[0].read_text().split()]
         return []
 
-    def kill(self) -> None:
-        """SIGKILL everything in the group. v2 does it in one write; v1 repeats until the
-        group is empty (the pids limit bounds how much a fork loop can add meanwhile)."""
+    def signal_kill(self) -> bool:
+        """SIGKILL everything in the group once; whether it had anyone. v2 does it in one
+        write; on v1 a process forked meanwhile is missed (a sandbox's pid 1 is among those
+        killed, and the kernel takes the rest of its pid namespace with it)."""
         if self.v2 and (self.dirs[0] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
                 _write(self.dirs[0] / "cgroup.kill", 1)
-            return
+            return bool(self.pids())
+        pids = self.pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return bool(pids)
+
+    def kill(self) -> None:
+        """SIGKILL everything in the group until it is empty (the pids limit bounds how much
+        a fork loop can add meanwhile)."""
         for _ in range(100):
-            pids = self.pids()
-            if not pids:
+            if not self.signal_kill():
                 return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.001)
 
     def remove(self) -> None:

@@ -8,6 +8,7 @@ container's memory, as they are written by the container)."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import re
@@ -27,15 +28,15 @@ def _mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
     options = f"size={size_mb}m,nr_inodes={_IO_DIR_INODES},mode=0700,uid={uid},gid={gid}"
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options.encode()) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), str(path))
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
 
 
 def _unmount(path: Path) -> None:
     # Lazily: the engine may still hold the bind of a container it is tearing down.
     if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), str(path))
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
 
 
 def _mount_points_under(root: Path) -> list[Path]:
@@ -80,16 +81,29 @@ class IoDirs:
             self._quota_mb = 0
 
     def release_all(self) -> None:
-        release_io_dir(self.root)
+        """Unmount and delete every proxy directory under the root, and the root's own
+        mount if it has one."""
+        for point in [*_mount_points_under(self.root), self.root]:
+            if os.path.ismount(point):
+                try:
+                    _unmount(point)
+                except OSError as exc:
+                    log.warning("could not unmount %s: %s", point, exc)
+        shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 
 
 def release_io_dir(path: Path) -> None:
-    """Unmount the tmpfs of a proxy directory (or of every one under ``path``), then delete it."""
-    for point in [*_mount_points_under(path), path]:
-        if os.path.ismount(point):
-            try:
-                _unmount(point)
-            except OSError as exc:
-                log.warning("could not unmount %s: %s", point, exc)
-    shutil.rmtree(path, ignore_errors=True)
+    """Unmount the tmpfs of one proxy directory (nothing is mounted below one), then delete
+    it. Made for every container that goes, so it asks the kernel, not the mount table."""
+    try:
+        _unmount(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount point, or no dir
+            log.warning("could not unmount %s: %s", path, exc)
+    try:
+        os.rmdir(path)  # empty once its tmpfs is gone
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)

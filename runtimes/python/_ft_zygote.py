@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -199,6 +200,9 @@ def main() -> None:
         seccomp = program.read()
     given = os.environ.pop("FT_LIFELINE_FD", None)
     lifeline = int(given) if given is not None else None
+    # Everything the zygote made so far is left out of the collector's walks: a child's
+    # collections would otherwise write to every page of it, and copy each one it shares.
+    gc.freeze()
     # Children that leave are reaped by the kernel: the zygote waits for none of them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     # The lifeline (its invoker's end of it) ends the zygote as it ends a sandbox.
