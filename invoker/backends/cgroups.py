@@ -36,7 +36,11 @@ class CgroupError(OSError):
 
 
 def _write(path: Path, value: str | int) -> None:
-    path.write_text(str(value))
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
 
 
 def _read_key(path: Path, key: str) -> int:

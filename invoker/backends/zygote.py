@@ -53,7 +53,7 @@ class Zygote:
 
     async def spawn(self, request: dict[str, object], stderr: int,
                     cgroup_procs: Sequence[Path]) -> int:
-        """Fork a sandbox; return its pid once it is set up (the proxy is starting)."""
+        """Fork a sandbox; return its pid once its proxy listens."""
         if not self.alive:
             raise ZygoteUnavailable("the zygote is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

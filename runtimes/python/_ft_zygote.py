@@ -16,8 +16,8 @@ directory root. Each child, before any action code runs:
    merely covered);
 4. becomes uid and gid 1000 in a user namespace of its own, drops every capability, sets
    no_new_privs and loads the sandboxes' seccomp filter (which refuses new namespaces);
-5. reports over the socket the invoker gave it (the kernel adds its pid, as the invoker
-   sees it), then becomes the proxy.
+5. becomes the proxy, and reports over the socket the invoker gave it once the proxy's
+   socket listens (the kernel adds its pid, as the invoker sees it).
 
 Protocol: the control socket (``FT_ZYGOTE_FD``, a SOCK_SEQPACKET socketpair with the
 invoker) carries one JSON request per message, with descriptors [report socket, stderr,
@@ -185,9 +185,12 @@ def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) 
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _become_sandbox(request, fds, seccomp, lifeline)
         report = socket.socket(fileno=fds[0])
-        report.send(b"up")
-        report.close()
-        proxy.main()
+
+        def listening() -> None:  # the invoker's first connection then finds the socket
+            report.send(b"up")
+            report.close()
+
+        proxy.main(listening)
     except BaseException as exc:  # a child never returns into the zygote's loop
         os.write(2, f"ft-zygote: sandbox {request.get('id')} did not start: {exc}\n".encode())
         code = 125

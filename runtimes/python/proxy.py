@@ -311,7 +311,8 @@ def watch_lifeline() -> None:
     threading.Thread(target=wait_for_the_end, name="lifeline", daemon=True).start()
 
 
-def main() -> None:
+def main(listening: Callable[[], None] | None = None) -> None:
+    """Serve until the end. ``listening``: called once the socket takes connections."""
     watch_lifeline()
     proxy_dir = os.environ.get("FT_PROXY_DIR", "/ft")
     os.makedirs(os.path.join(proxy_dir, "logs"), exist_ok=True)
@@ -332,6 +333,8 @@ def main() -> None:
     # never sees a refused connection.
     os.rename(temp, path)
     diag(f"listening on {path}")
+    if listening is not None:
+        listening()
     server.serve()
 
 
