@@ -1,7 +1,7 @@
 """The whole benchmark in one go on the same services: floors, then the platform on a cluster
-whose pool has room for everything, with Celery's workers up beside it and measured in turns
-with it, then the platform on one with no stem cells and little room; then both clusters
-again on the sandbox backend, beside the raw bubblewrap floor."""
+whose pool has room for everything, with Celery's workers and the same cluster on the sandbox
+backend up beside it, measured in turns with both; then the platform on one with no stem
+cells and little room, and the same on the sandbox backend, beside the raw bubblewrap floor."""
 
 from __future__ import annotations
 
@@ -92,15 +92,22 @@ class Suite:
 
     async def cluster_with_room(self, celery: CeleryPeer | None) -> None:
         s, measure = self.sizes, self.measure
+        stem_cells = sum(int(c["count"]) for c in STEM_CELLS)
         async with running_cluster("ft-bench-room", stem_cells=STEM_CELLS,
                                    user_memory_mb=s.room_memory_mb) as bc:
             await measure("memory", "idle", snapshot(bc))
-            await measure("platform", "warm blocking, sequential",
-                          self._latency_in_turns(bc, celery))
-            # While the pool is still small: each first invoke then measures taking a stem
-            # cell, not also the invoker's bookkeeping of a hundred warm containers.
-            await measure("platform", "stem-cell start", through_gateway.first_invokes(
-                bc, s.first_invokes, 256, stem_cells=sum(int(c["count"]) for c in STEM_CELLS)))
+            # The same cluster on the sandbox backend beside it, for the latencies: both
+            # backends are measured in turns, in the same minutes.
+            async with running_cluster("ft-bench-sbx-room", stem_cells=STEM_CELLS,
+                                       user_memory_mb=s.room_memory_mb,
+                                       backend="sandbox") as sandbox:
+                await measure("platform", "warm blocking, sequential",
+                              self._latency_in_turns(bc, celery, sandbox))
+                # While the pools are still small: each first invoke then measures taking a
+                # stem cell, not also the invoker's bookkeeping of a hundred warm containers.
+                for section, cluster in (("platform", bc), ("sandbox", sandbox)):
+                    await measure(section, "stem-cell start", through_gateway.first_invokes(
+                        cluster, s.first_invokes, 256, stem_cells=stem_cells))
             await measure("platform", "warm blocking, concurrent",
                           through_gateway.warm_concurrent(bc, s.concurrent, s.callers))
             sampler = PeakSampler(bc)
@@ -114,20 +121,24 @@ class Suite:
             await self._many(bc, "room", s.many_invokes)
 
     async def _latency_in_turns(
-        self, bc: BenchCluster, celery: CeleryPeer | None
+        self, bc: BenchCluster, celery: CeleryPeer | None, sandbox: BenchCluster,
     ) -> dict[str, Any]:
-        """Warm blocking calls and Celery's delay().get() in turns, so a machine whose speed
-        drifts during the run slows both alike."""
+        """Warm blocking calls on both backends and Celery's delay().get() in turns, so a
+        machine whose speed drifts during the run slows them all alike."""
         s = self.sizes
         ours = await through_gateway.Sequential.on_a_warm_action(bc)
+        in_sandbox = await through_gateway.Sequential.on_a_warm_action(sandbox)
         theirs: list[float] = []
         for _ in range(s.latency_turns):
             if celery is not None:
                 theirs += await celery.latency(max(1, s.celery_latency // s.latency_turns))
             await ours.calls(max(1, s.sequential // s.latency_turns))
+            await in_sandbox.calls(max(1, s.sequential // s.latency_turns))
         if celery is not None:
             self.results["celery"]["delay().get() -P solo"] = {
                 **summary(theirs), "turns": s.latency_turns}
+        self.results["sandbox"]["warm blocking, sequential"] = {
+            **in_sandbox.summary(), "turns": s.latency_turns}
         return {**ours.summary(), "turns": s.latency_turns}
 
     async def _throughput_in_turns(
@@ -156,14 +167,9 @@ class Suite:
             await self._many(bc, "no room", s.no_room_invokes)
 
     async def sandbox_clusters(self) -> None:
-        """The same measurements on the sandbox backend, in the same run."""
+        """The sandbox backend without room, in the same run (its warm latency and stem-cell
+        start are taken beside the Docker cluster with room)."""
         s, measure = self.sizes, self.measure
-        async with running_cluster("ft-bench-sbx-room", stem_cells=STEM_CELLS,
-                                   user_memory_mb=s.room_memory_mb, backend="sandbox") as bc:
-            await measure("sandbox", "warm blocking, sequential",
-                          through_gateway.warm_sequential(bc, s.sequential))
-            await measure("sandbox", "stem-cell start", through_gateway.first_invokes(
-                bc, s.first_invokes, 256, stem_cells=sum(int(c["count"]) for c in STEM_CELLS)))
         async with running_cluster("ft-bench-sbx-tight", stem_cells=[], backend="sandbox",
                                    user_memory_mb=s.no_room_memory_mb) as bc:
             await measure("sandbox", "cold start", self._cold_beside_bwrap(bc))

@@ -6,8 +6,11 @@ outcomes age out of invoker health in 10 s, to keep scenarios short."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -41,17 +44,49 @@ def fault_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
 
 @pytest.fixture(scope="session")
-async def cluster(
+async def docker_fault_cluster(
     fault_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Cluster]:
-    settings = fault_settings
+    async with _fault_cluster(fault_settings, tmp_path_factory, "f") as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def cluster(docker_fault_cluster: Cluster) -> Cluster:
+    """The fault suite's cluster (a module may run its tests on both backends' instead)."""
+    return docker_fault_cluster
+
+
+@pytest.fixture(scope="session")
+async def sandbox_fault_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Cluster]:
+    """The same on the sandbox backend, on a vhost, Redis database and sandbox directory of
+    its own."""
+    with fresh_vhost("ft-faults-sbx") as amqp_url, claimed_redis_db() as redis_url:
+        settings = Settings(amqp_url=amqp_url, redis_url=redis_url,
+                            work_dir=tmp_path_factory.mktemp("ft-faults-sbx-work"),
+                            container_backend="sandbox",
+                            sandbox_dir=Path(f"/tmp/ft-faults-sbx-{uuid.uuid4().hex[:8]}"))
+        try:
+            async with _fault_cluster(settings, tmp_path_factory, "g") as found:
+                yield found
+        finally:
+            shutil.rmtree(settings.sandbox_dir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _fault_cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+                         letter: str) -> AsyncIterator[Cluster]:
     tag = uuid.uuid4().hex[:6]
+    backend = {"FT_CONTAINER_BACKEND": settings.container_backend,
+               "FT_SANDBOX_DIR": str(settings.sandbox_dir)}
     processes = LocalCluster(
         env=settings_env(amqp_url=settings.amqp_url, redis_url=settings.redis_url,
                          port=free_port(), work_dir=settings.work_dir, user_memory_mb=1024,
-                         stem_cells=STEM_CELLS) | FEED_ENV | FAULT_ENV,
-        invoker_ids=[f"f{tag}-0", f"f{tag}-1"],
-        log_dir=tmp_path_factory.mktemp("fault-cluster-logs"),
+                         stem_cells=STEM_CELLS) | FEED_ENV | FAULT_ENV | backend,
+        invoker_ids=[f"{letter}{tag}-0", f"{letter}{tag}-1"],
+        log_dir=tmp_path_factory.mktemp(f"fault-cluster-{settings.container_backend}-logs"),
     )
     processes.start()
     try:
@@ -59,8 +94,10 @@ async def cluster(
     except (TimeoutError, ClusterError):
         processes.stop()
         pytest.fail("the fault cluster did not start\n" + processes.logs())
-    yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
-    await asyncio.to_thread(processes.stop)
+    try:
+        yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
+    finally:
+        await asyncio.to_thread(processes.stop)
 
 
 async def wait_ready(processes: LocalCluster, settings: Settings,

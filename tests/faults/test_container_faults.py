@@ -1,5 +1,6 @@
-"""Runtime containers under fault, beside a neighbour's mixed load: a busy container killed
-from outside (``docker kill``), an action that never answers ``/run``, one whose ``/init``
+"""Runtime containers under fault, on each container backend, beside a neighbour's mixed
+load: a busy container killed from outside (``docker kill``, or SIGKILL to everything in a
+sandbox), an action that never answers ``/run``, one whose ``/init``
 never answers. Each victim activation must end with an explicit error record, its container
 must be gone, and the neighbour must see no failure at all.
 
@@ -9,15 +10,23 @@ never stem cells) can be told apart by their memory limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
 
 import aiohttp
+import pytest
 
 from bus.models import ActivationRecord, StatusCode
 from bus.store import Store
+from invoker.backends.cgroups import ROOT, unified
 from invoker.backends.docker import LABEL
 from invoker.outcome import INIT_TIMEOUT_MESSAGE, RUN_EXITED, TIMEOUT_MESSAGE
 from tests.cluster_fixtures import Cluster
@@ -25,24 +34,106 @@ from tests.faults.load import ACTIONS, put_action, sleeper, wait_for_done
 from tests.faults.mixed import start_mixed
 
 MB = 1024 * 1024
-# The victim sleeps in a child process: ``sleep`` shows in ``docker top`` exactly while /run
+# The victim sleeps in a child process: ``sleep`` shows among its processes exactly while /run
 # is under way, so the kill can wait for that instead of guessing when /init is over (a kill
 # during /init is a different fault: the invoker retries it on a new container).
 IN_RUN = ("import subprocess\ndef main(args):\n    subprocess.run(['sleep', '20'])\n"
           "    return {'n': args.get('n')}\n")
 
 
-def _containers_with_memory(invoker_ids: list[str], memory_mb: int) -> set[str]:
-    found: set[str] = set()
-    for invoker_id in invoker_ids:
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={invoker_id}"],
-                             check=True, capture_output=True, text=True).stdout.split()
-        if not ids:
-            continue
-        inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,
-                                              text=True).stdout or "[]")
-        found |= {c["Id"] for c in inspected if c["HostConfig"]["Memory"] == memory_mb * MB}
+@pytest.fixture(scope="module", params=["docker", "sandbox"])
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """Each scenario runs on both container backends' fault clusters."""
+    found: Cluster = request.getfixturevalue(f"{request.param}_fault_cluster")
     return found
+
+
+@pytest.fixture
+async def store(cluster: Cluster) -> AsyncIterator[Store]:
+    s = Store.from_url(cluster.settings.redis_url)
+    yield s
+    await s.close()
+
+
+class Containers(Protocol):
+    """The runtime containers of some invokers, as the host sees them."""
+
+    def with_memory(self, memory_mb: int) -> set[str]: ...
+    def running_action(self, container: str) -> bool: ...
+    def kill(self, containers: list[str]) -> None: ...
+
+
+class DockerContainers:
+    def __init__(self, invoker_ids: list[str]) -> None:
+        self.invoker_ids = invoker_ids
+
+    def with_memory(self, memory_mb: int) -> set[str]:
+        found: set[str] = set()
+        for invoker_id in self.invoker_ids:
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                                  f"label={LABEL}={invoker_id}"],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            if not ids:
+                continue
+            inspected = json.loads(subprocess.run(["docker", "inspect", *ids],
+                                                  capture_output=True, text=True).stdout
+                                   or "[]")
+            found |= {c["Id"] for c in inspected
+                      if c["HostConfig"]["Memory"] == memory_mb * MB}
+        return found
+
+    def running_action(self, container: str) -> bool:
+        top = subprocess.run(["docker", "top", container], capture_output=True,
+                             text=True).stdout
+        return any(line.split()[-2:] == ["sleep", "20"] for line in top.splitlines()[1:])
+
+    def kill(self, containers: list[str]) -> None:
+        subprocess.run(["docker", "kill", *containers], check=True, capture_output=True)
+
+
+class SandboxContainers:
+    """Sandboxes are their cgroups: ``funtainer/<invoker id>/<pool id>`` (the zygote's own
+    group is no container)."""
+
+    def __init__(self, invoker_ids: list[str]) -> None:
+        memory = ROOT if unified() else ROOT / "memory"
+        self.roots = [memory / "funtainer" / invoker_id for invoker_id in invoker_ids]
+        self.limit_file = "memory.max" if unified() else "memory.limit_in_bytes"
+
+    def with_memory(self, memory_mb: int) -> set[str]:
+        found = set()
+        for root in self.roots:
+            for group in root.glob("c*"):
+                with contextlib.suppress(OSError):
+                    if int((group / self.limit_file).read_text()) == memory_mb * MB:
+                        found.add(str(group))
+        return found
+
+    def _pids(self, container: str) -> list[int]:
+        with contextlib.suppress(OSError):
+            return [int(p) for p in Path(container, "cgroup.procs").read_text().split()]
+        return []
+
+    def running_action(self, container: str) -> bool:
+        for pid in self._pids(container):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [
+                        b"sleep", b"20"]:
+                    return True
+        return False
+
+    def kill(self, containers: list[str]) -> None:
+        """What ``docker kill`` does to a container: SIGKILL to everything in it."""
+        for container in containers:
+            for pid in self._pids(container):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _containers(cluster: Cluster) -> Containers:
+    if cluster.settings.container_backend == "sandbox":
+        return SandboxContainers(cluster.invoker_ids)
+    return DockerContainers(cluster.invoker_ids)
 
 
 async def _start(http: aiohttp.ClientSession, name: str, count: int) -> list[str]:
@@ -52,11 +143,6 @@ async def _start(http: aiohttp.ClientSession, name: str, count: int) -> list[str
             assert resp.status == 202, await resp.text()
             ids.append((await resp.json())["activationId"])
     return ids
-
-
-def _running_action(container: str) -> bool:
-    top = subprocess.run(["docker", "top", container], capture_output=True, text=True).stdout
-    return any(line.split()[-2:] == ["sleep", "20"] for line in top.splitlines()[1:])
 
 
 async def _records(store: Store, ids: list[str], timeout: float) -> dict[str, ActivationRecord]:
@@ -70,11 +156,11 @@ async def _records(store: Store, ids: list[str], timeout: float) -> dict[str, Ac
     return records
 
 
-async def _until_gone(invoker_ids: list[str], memory_mb: int, timeout: float = 60) -> int:
+async def _until_gone(containers: Containers, memory_mb: int, timeout: float = 60) -> int:
     """How many such containers are left after waiting (up to ``timeout``) for none."""
     deadline = time.monotonic() + timeout
     while True:
-        left = await asyncio.to_thread(_containers_with_memory, invoker_ids, memory_mb)
+        left = await asyncio.to_thread(containers.with_memory, memory_mb)
         if not left or time.monotonic() > deadline:
             return len(left)
         await asyncio.sleep(0.2)
@@ -104,22 +190,23 @@ async def test_docker_kill_of_busy_containers(
     deadline = time.monotonic() + 90
     killed: set[str] = set()
     fault_at = 0.0
+    host = _containers(cluster)
     while len(killed) < len(ids):
         assert time.monotonic() < deadline, f"only {len(killed)} victims ever started running"
-        containers = await asyncio.to_thread(_containers_with_memory, cluster.invoker_ids, 384)
+        containers = await asyncio.to_thread(host.with_memory, 384)
         running = [c for c in containers - killed
-                   if await asyncio.to_thread(_running_action, c)]
+                   if await asyncio.to_thread(host.running_action, c)]
         if running:
-            await asyncio.to_thread(subprocess.run, ["docker", "kill", *running], check=True,
-                                    capture_output=True)
+            await asyncio.to_thread(host.kill, running)
             killed.update(running)
             fault_at = fault_at or time.monotonic()
         await asyncio.sleep(0.2)
     await mixed.at_fault(store, "docker kill: neighbour")
     records = await _records(store, ids, timeout=90)
     elapsed = time.monotonic() - fault_at
-    left = await _until_gone(cluster.invoker_ids, 384)
-    _print("docker kill of busy containers", ids, records, left, elapsed)
+    left = await _until_gone(host, 384)
+    _print(f"kill of busy containers ({cluster.settings.container_backend})", ids, records,
+           left, elapsed)
     _, result, fed = await mixed.verdicts(store, fault_at, "docker kill: neighbour")
     assert len(records) == len(ids), "a killed container's activation has no record"
     for record in records.values():
@@ -149,9 +236,10 @@ async def test_hanging_run_and_init_are_bounded_by_the_timeout(
     await mixed.at_fault(store, "hanging proxies: neighbour")
     records = await _records(store, run_ids + init_ids, timeout=90)
     elapsed = time.monotonic() - fault_at
-    left = await _until_gone(cluster.invoker_ids, 320) + await _until_gone(
-        cluster.invoker_ids, 448)
-    _print("hanging /run and /init", run_ids + init_ids, records, left, elapsed)
+    host = _containers(cluster)
+    left = await _until_gone(host, 320) + await _until_gone(host, 448)
+    _print(f"hanging /run and /init ({cluster.settings.container_backend})",
+           run_ids + init_ids, records, left, elapsed)
     _, result, fed = await mixed.verdicts(store, fault_at, "hanging proxies: neighbour")
     assert len(records) == 4
     for aid in run_ids:
