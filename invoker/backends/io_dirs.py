@@ -7,6 +7,7 @@ container's memory, as they are written by the container)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -22,6 +23,7 @@ _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _MNT_DETACH = 0x2
 # A proxy directory holds a socket, the log directory and one activation's log file at a time.
 _IO_DIR_INODES = 1024
+_RELEASE_PASSES = 5
 
 
 def _mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
@@ -39,17 +41,25 @@ def _unmount(path: Path) -> None:
         raise OSError(err, os.strerror(err), str(path))
 
 
-def _mount_points_under(root: Path) -> list[Path]:
-    prefix = os.fsencode(root) + b"/"
-    points = []
+def _mount_points() -> list[bytes]:
     with open("/proc/self/mounts", "rb") as mounts:
-        for line in mounts:
-            # Spaces and other specials in mount points are octal escapes (\040).
-            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[1])
-            if point.startswith(prefix):
-                points.append(Path(os.fsdecode(point)))
-    # Deepest first, so that nested mounts come off before their parents.
+        # Spaces and other specials in mount points are octal escapes (\040).
+        return [re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[1])
+                for line in mounts]
+
+
+def _mount_points_under(root: Path) -> list[Path]:
+    """Every mount at or below ``root``, once per mount (a path mounted twice is listed
+    twice), deepest first so that nested mounts come off before their parents."""
+    exact, prefix = os.fsencode(root), os.fsencode(root) + b"/"
+    points = [Path(os.fsdecode(p)) for p in _mount_points() if p == exact or p.startswith(prefix)]
     return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def is_mount_point(path: Path) -> bool:
+    """From the mount table: os.path.ismount misses a bind mount of a directory of the same
+    file system (same device, and not its root)."""
+    return os.fsencode(path) in _mount_points()
 
 
 class IoDirs:
@@ -82,13 +92,17 @@ class IoDirs:
 
     def release_all(self) -> None:
         """Unmount and delete every proxy directory under the root, and the root's own
-        mount if it has one."""
-        for point in [*_mount_points_under(self.root), self.root]:
-            if os.path.ismount(point):
-                try:
+        mounts. Until none is left: one made before the root was bound over itself is
+        listed twice, and comes into sight only once the bind is gone."""
+        for _ in range(_RELEASE_PASSES):
+            points = _mount_points_under(self.root)
+            if not points:
+                break
+            for point in points:
+                with contextlib.suppress(OSError):  # the same path's other mount went first
                     _unmount(point)
-                except OSError as exc:
-                    log.warning("could not unmount %s: %s", point, exc)
+        else:
+            log.warning("mounts are left under %s", self.root)
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 

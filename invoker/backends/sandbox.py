@@ -33,7 +33,7 @@ from pathlib import Path
 from bus.config import Settings
 from invoker.backends import ContainerHandle, cpu_cap, cpu_shares
 from invoker.backends.cgroups import Limits, SandboxCgroup, remove_all
-from invoker.backends.io_dirs import IoDirs, release_io_dir
+from invoker.backends.io_dirs import IoDirs, is_mount_point, release_io_dir
 from invoker.backends.rootfs import Rootfs, RootfsCache, traversable
 from invoker.backends.seccomp import write_program
 from invoker.backends.zygote import SpawnFailed, Zygote, ZygoteUnavailable
@@ -314,6 +314,13 @@ class SandboxBackend:
         return False
 
     async def remove_leftovers(self) -> int:
+        removed = await self._release()
+        # Shared before the first proxy directory is mounted under it, so a zygote's copy
+        # of the root sees every one (and each is mounted once).
+        await asyncio.to_thread(_share, self._io_root)
+        return removed
+
+    async def _release(self) -> int:
         removed = await asyncio.to_thread(remove_all, self._cgroup_base)
         await asyncio.to_thread(self.io_dirs.release_all)
         return removed
@@ -326,7 +333,7 @@ class SandboxBackend:
                 zygote.close()
         for task in list(self._waiters):
             task.cancel()
-        removed = await self.remove_leftovers()
+        removed = await self._release()
         if removed:
             log.info("removed %d sandboxes created while stopping", removed)
         os.close(self._lifeline_held)
@@ -408,7 +415,7 @@ async def _log_zygote(kind: str, process: asyncio.subprocess.Process) -> None:
 def _share(path: Path) -> None:
     """Make ``path`` a shared mount, so mounts made under it later reach the copies of it in
     other mount namespaces (a zygote's)."""
-    if not os.path.ismount(path):
+    if not is_mount_point(path):
         _check_mount(_libc.mount(os.fsencode(path), os.fsencode(path), None,
                                  _MS_BIND | _MS_REC, None),
                      path)

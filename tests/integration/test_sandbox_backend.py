@@ -342,3 +342,26 @@ async def test_a_killed_zygote_takes_its_sandboxes_and_a_new_one_starts() -> Non
         assert backend._live[backend._name("c1")].process is None  # forked again
     finally:
         await backend.close()
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = f"{path}/"
+    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1] == str(path) or line.split()[1].startswith(prefix)]
+
+
+async def test_a_closed_backend_leaves_no_mount_behind() -> None:
+    """A proxy directory mounted before the zygote shared the root shows twice (under the
+    root and under its bind); closing takes both, the root's bind and every other one."""
+    settings = Settings(invoker_id=f"mnt{uuid.uuid4().hex[:6]}", container_backend="sandbox")
+    backend = SandboxBackend(settings)
+    io_root = backend._io_root
+    try:
+        for pool_id, kind in (("c0", "nodejs:18"), ("c1", "python:3.11")):
+            client = ProxyClient((await backend.create(pool_id, kind, 256)).socket_path)
+            await client.connect(timeout=10)
+            client.close()
+        assert len(_mounts_under(io_root)) >= 3  # the root's bind and both directories
+    finally:
+        await backend.close()
+    assert _mounts_under(io_root) == []
