@@ -252,8 +252,9 @@ async def test_a_sandbox_ends_with_its_lifeline(kind: str) -> None:
             assert time.monotonic() < deadline, "the sandbox outlived its lifeline"
             await asyncio.sleep(0.05)
     finally:
-        await backend.remove_leftovers()
+        await backend._release()  # close() but for the lifeline's end, closed above
         os.close(backend._lifeline)
+        assert _mounts_under(backend._io_root) == []
 
 
 async def test_a_node_sandbox_leaves_the_lifeline_of_others_alone() -> None:
