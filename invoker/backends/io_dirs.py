@@ -20,25 +20,37 @@ log = logging.getLogger(__name__)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
 _MNT_DETACH = 0x2
 # A proxy directory holds a socket, the log directory and one activation's log file at a time.
 _IO_DIR_INODES = 1024
 _RELEASE_PASSES = 5
 
 
+def _checked(result: int, path: Path) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+
+
 def _mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
     options = f"size={size_mb}m,nr_inodes={_IO_DIR_INODES},mode=0700,uid={uid},gid={gid}"
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(path))
+    _checked(_libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options.encode()), path)
 
 
 def _unmount(path: Path) -> None:
     # Lazily: the engine may still hold the bind of a container it is tearing down.
-    if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(path))
+    _checked(_libc.umount2(os.fsencode(path), _MNT_DETACH), path)
+
+
+def _share(path: Path) -> None:
+    """Make ``path`` a shared mount (bound over itself first if it is none), so mounts made
+    under it later reach the copies of it in other mount namespaces."""
+    if not _is_mount_point(path):
+        _checked(_libc.mount(os.fsencode(path), os.fsencode(path), None, _MS_BIND | _MS_REC,
+                             None), path)
+    _checked(_libc.mount(None, os.fsencode(path), None, _MS_SHARED, None), path)
 
 
 def _mount_points() -> list[bytes]:
@@ -48,7 +60,7 @@ def _mount_points() -> list[bytes]:
                 for line in mounts]
 
 
-def _mount_points_under(root: Path) -> list[Path]:
+def mount_points_under(root: Path) -> list[Path]:
     """Every mount at or below ``root``, once per mount (a path mounted twice is listed
     twice), deepest first so that nested mounts come off before their parents."""
     exact, prefix = os.fsencode(root), os.fsencode(root) + b"/"
@@ -56,21 +68,35 @@ def _mount_points_under(root: Path) -> list[Path]:
     return sorted(points, key=lambda p: len(p.parts), reverse=True)
 
 
-def is_mount_point(path: Path) -> bool:
+def _is_mount_point(path: Path) -> bool:
     """From the mount table: os.path.ismount misses a bind mount of a directory of the same
     file system (same device, and not its root)."""
     return os.fsencode(path) in _mount_points()
 
 
 class IoDirs:
-    """The proxy directories of one invoker, under ``root``, owned by the container user."""
+    """The proxy directories of one invoker, under ``root``, owned by the container user.
 
-    def __init__(self, root: Path, uid: int, gid: int, quota_mb: int) -> None:
+    ``shared``: the root is made a shared mount before the first directory is mounted under
+    it, so that a copy of the root in another mount namespace (a zygote's) sees each new one
+    (and each is mounted once)."""
+
+    def __init__(self, root: Path, uid: int, gid: int, quota_mb: int,
+                 shared: bool = False) -> None:
         self.root = root
         self._uid, self._gid = uid, gid
         self._quota_mb = quota_mb
+        self._share_root = shared
+        self._root_shared = False
+
+    def share(self) -> None:
+        """Make the root a shared mount, unless it already is (the caller asked for it)."""
+        if self._share_root and not self._root_shared:
+            _share(self.root)
+            self._root_shared = True
 
     def prepare(self, pool_id: str) -> Path:
+        self.share()
         io_dir = self.root / pool_id
         release_io_dir(io_dir)
         io_dir.mkdir(parents=True)
@@ -92,10 +118,10 @@ class IoDirs:
 
     def release_all(self) -> None:
         """Unmount and delete every proxy directory under the root, and the root's own
-        mounts. Until none is left: one made before the root was bound over itself is
-        listed twice, and comes into sight only once the bind is gone."""
+        mounts. Until none is left: a directory mounted before the root was bound over
+        itself (by an invoker before this one) comes into sight only once the bind is gone."""
         for _ in range(_RELEASE_PASSES):
-            points = _mount_points_under(self.root)
+            points = mount_points_under(self.root)
             if not points:
                 break
             for point in points:
@@ -103,6 +129,7 @@ class IoDirs:
                     _unmount(point)
         else:
             log.warning("mounts are left under %s", self.root)
+        self._root_shared = False
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 

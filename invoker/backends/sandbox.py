@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -33,10 +32,16 @@ from pathlib import Path
 from bus.config import Settings
 from invoker.backends import ContainerHandle, cpu_cap, cpu_shares
 from invoker.backends.cgroups import Limits, SandboxCgroup, remove_all
-from invoker.backends.io_dirs import IoDirs, is_mount_point, release_io_dir
+from invoker.backends.io_dirs import IoDirs, release_io_dir
 from invoker.backends.rootfs import Rootfs, RootfsCache, traversable
 from invoker.backends.seccomp import write_program
-from invoker.backends.zygote import SpawnFailed, Zygote, ZygoteUnavailable
+from invoker.backends.zygote import (
+    SpawnFailed,
+    Zygote,
+    ZygoteUnavailable,
+    exited,
+    read_to_end,
+)
 from runtimes.kinds import image_for
 from runtimes.profiles import profile_env
 
@@ -55,8 +60,6 @@ ZYGOTE = "/ft-proxy/_ft_zygote.py"
 # A zygote's own cgroup: its interpreter, and each child until it joins its sandbox's groups.
 ZYGOTE_MEMORY_MB = 128
 ZYGOTE_PIDS = 256
-_libc = ctypes.CDLL(None, use_errno=True)
-_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
 
 
 class SandboxUnavailable(RuntimeError):
@@ -82,7 +85,7 @@ class SandboxBackend:
         self._io_root = root / "io" / settings.invoker_id
         traversable(self._io_root)
         self.io_dirs = IoDirs(self._io_root, self._uid, self._gid,
-                              settings.container_io_quota_mb)
+                              settings.container_io_quota_mb, shared=settings.sandbox_zygote)
         self._cgroup_base = f"funtainer/{settings.invoker_id}"
         self._seccomp = write_program(root / f"seccomp-{settings.invoker_id}.bpf")
         # Every sandbox gets the read end; only this process holds the write end (close-on-
@@ -212,7 +215,8 @@ class SandboxBackend:
         finally:
             os.close(write_end)
         sandbox = Sandbox(handle, cgroup, None)
-        self._follow(sandbox, _kept_pipe(read_end, sandbox.stderr_tail), _pid_exit(pid))
+        self._follow(sandbox, read_to_end(read_end, sandbox.stderr_tail, STDERR_KEPT),
+                     exited(pid))
         return sandbox
 
     def _lifeline_for(self, opened: contextlib.ExitStack, env: dict[str, str]) -> int:
@@ -244,7 +248,7 @@ class SandboxBackend:
         if command is None:
             return None
         # New proxy directories (each its own tmpfs) must appear under the zygote's /ft.
-        await asyncio.to_thread(_share, self._io_root)
+        await asyncio.to_thread(self.io_dirs.share)
         cgroup = SandboxCgroup(self._cgroup_base, f"zygote-{re.sub('[^a-z0-9]+', '-', kind)}")
         cgroup.kill()
         with contextlib.suppress(OSError):
@@ -314,13 +318,6 @@ class SandboxBackend:
         return False
 
     async def remove_leftovers(self) -> int:
-        removed = await self._release()
-        # Shared before the first proxy directory is mounted under it, so a zygote's copy
-        # of the root sees every one (and each is mounted once).
-        await asyncio.to_thread(_share, self._io_root)
-        return removed
-
-    async def _release(self) -> int:
         removed = await asyncio.to_thread(remove_all, self._cgroup_base)
         await asyncio.to_thread(self.io_dirs.release_all)
         return removed
@@ -333,7 +330,7 @@ class SandboxBackend:
                 zygote.close()
         for task in list(self._waiters):
             task.cancel()
-        removed = await self._release()
+        removed = await self.remove_leftovers()
         if removed:
             log.info("removed %d sandboxes created while stopping", removed)
         os.close(self._lifeline_held)
@@ -363,69 +360,12 @@ async def _kept_stream(stream: asyncio.StreamReader, tail: bytearray) -> None:
         del tail[:-STDERR_KEPT]
 
 
-async def _kept_pipe(fd: int, tail: bytearray) -> None:
-    """The same for a pipe's read end, which this closes. Read with a plain reader, not a
-    pipe transport: uvloop's closes the descriptor itself and the file object handed to it
-    closes it again, possibly once the number belongs to the next sandbox's pipe."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    readable = asyncio.Event()
-    loop.add_reader(fd, readable.set)
-    try:
-        while True:
-            await readable.wait()
-            readable.clear()
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return
-            tail += chunk
-            del tail[:-STDERR_KEPT]
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-async def _pid_exit(pid: int) -> None:
-    """Wait until process ``pid`` (not a child of ours) has exited."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    gone: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
-    try:
-        await gone
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-
-
 async def _log_zygote(kind: str, process: asyncio.subprocess.Process) -> None:
     """A zygote writes only when something fails; its lines go to the invoker's log."""
     assert process.stderr is not None
     while line := await process.stderr.readline():
         log.warning("%s zygote: %s", kind, line.decode(errors="replace").rstrip())
     log.warning("the %s zygote exited with %s", kind, await process.wait())
-
-
-def _share(path: Path) -> None:
-    """Make ``path`` a shared mount, so mounts made under it later reach the copies of it in
-    other mount namespaces (a zygote's)."""
-    if not is_mount_point(path):
-        _check_mount(_libc.mount(os.fsencode(path), os.fsencode(path), None,
-                                 _MS_BIND | _MS_REC, None),
-                     path)
-    _check_mount(_libc.mount(None, os.fsencode(path), None, _MS_SHARED, None), path)
-
-
-def _check_mount(result: int, path: Path) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno), str(path))
 
 
 def _open(opened: contextlib.ExitStack, path: str | Path) -> int:

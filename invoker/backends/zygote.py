@@ -80,19 +80,60 @@ class Zygote:
 
 
 async def _reported_pid(report: socket.socket) -> int:
-    loop = asyncio.get_running_loop()
-    arrived: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(report, lambda: arrived.done() or arrived.set_result(None))
     try:
         async with asyncio.timeout(REPORT_TIMEOUT_S):
-            await arrived
+            await _readable(report.fileno())
     except TimeoutError:
         raise SpawnFailed(f"no report within {REPORT_TIMEOUT_S:.0f} s") from None
-    finally:
-        loop.remove_reader(report)
     message, ancillary, _flags, _addr = report.recvmsg(16, socket.CMSG_SPACE(_UCRED.size))
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and message:
             pid, _uid, _gid = _UCRED.unpack(data[:_UCRED.size])
             return pid
     raise SpawnFailed("the sandbox ended before it was set up (its stderr says why)")
+
+
+# A forked sandbox is no child of the invoker's: it is followed through descriptors, each
+# watched on the loop only while it is awaited (and never closed while watched).
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def exited(pid: int) -> None:
+    """Wait until process ``pid`` has exited (a pidfd turns readable then)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await _readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+async def read_to_end(fd: int, tail: bytearray, keep: int) -> None:
+    """Read a pipe to its end, keeping its last ``keep`` bytes in ``tail``; closes ``fd``.
+    Not through a pipe transport: uvloop's closes the descriptor itself and the file object
+    handed to it closes it again, possibly once the number is the next sandbox's pipe."""
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            await _readable(fd)
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            tail += chunk
+            del tail[:-keep]
+    finally:
+        os.close(fd)

@@ -215,7 +215,7 @@ def main() -> None:
         poller.register(lifeline, select.POLLIN | select.POLLHUP)
     while True:
         ready = dict(poller.poll())
-        if lifeline in ready and _ended(lifeline):
+        if lifeline in ready and proxy.lifeline_ended(lifeline):
             break
         if control.fileno() not in ready:
             continue
@@ -233,15 +233,6 @@ def main() -> None:
             continue
         _spawn(request, fds, seccomp, lifeline)
 
-
-def _ended(fd: int) -> bool:
-    """Whether a pipe nobody writes to has reached its end (it may be non-blocking)."""
-    try:
-        return not os.read(fd, 64)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 if __name__ == "__main__":
     main()

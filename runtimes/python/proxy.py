@@ -275,6 +275,19 @@ class Proxy:
             diag(f"cannot write {path}: {exc}")
 
 
+def lifeline_ended(fd: int) -> bool:
+    """Whether the lifeline, found readable, has reached its end. The end is end-of-file,
+    nothing else: the pipe may be non-blocking (Node's libuv sets O_NONBLOCK on a pipe it
+    watches, and on a description shared with one it is set for all), so an empty read is
+    waited out, not taken for the end."""
+    try:
+        return not os.read(fd, 64)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def watch_lifeline() -> None:
     """The sandbox backend hands each sandbox the read end of a pipe only its invoker writes
     to: it reads end-of-file once the invoker is gone, however it went. Then the proxy ends
@@ -288,19 +301,11 @@ def watch_lifeline() -> None:
     fd = int(given)
 
     def wait_for_the_end() -> None:
-        # The end is end-of-file, nothing else. The pipe may be non-blocking (Node's libuv
-        # sets O_NONBLOCK on a pipe it watches, and on a description shared with one it is
-        # set for all), so an empty read is waited out, not taken for the end.
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
         while True:
             poller.poll()
-            try:
-                if not os.read(fd, 64):
-                    break
-            except BlockingIOError:
-                continue
-            except OSError:
+            if lifeline_ended(fd):
                 break
         try:
             os.kill(-1, signal.SIGKILL)
