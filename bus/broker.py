@@ -13,6 +13,7 @@ Topology (one vhost):
                      the gateway and from any AMQP producer; queue ft.fires takes them all
   ft.activation-events  topic exchange, <namespace>.<action>.<status>: every finished one
   ft.feeds           fanout exchange: feed created/updated/deleted (FeedChanged)
+  ft.metrics         fanout exchange: samples of finished activations -> every gateway
   ft.destinations    durable queue: async on-success/on-failure deliveries
   ft.delay.<ms>      durable queues that hand retries back to ft.activations after <ms>
   ft.dead            fanout dead-letter exchange and queue for poison messages
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 ACTIVATIONS = "ft.activations"
 COMPLETIONS = "ft.completions"
 HEALTH = "ft.health"
+METRICS = "ft.metrics"
 EVENTS = "ft.events"
 DEAD = "ft.dead"
 BATCH = "batch"  # AMQP type of an ActivationBatch (ft.activations, ft.invoker.<id>)
@@ -114,6 +116,7 @@ class Broker:
         for name, kind in (
             (COMPLETIONS, aio_pika.ExchangeType.FANOUT),
             (HEALTH, aio_pika.ExchangeType.FANOUT),
+            (METRICS, aio_pika.ExchangeType.FANOUT),
             (EVENTS, aio_pika.ExchangeType.TOPIC),
             (ACTIVATION_EVENTS, aio_pika.ExchangeType.TOPIC),
             (FEEDS_EXCHANGE, aio_pika.ExchangeType.FANOUT),

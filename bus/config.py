@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     # records
     activation_ttl_s: int = 7 * 24 * 3600
 
+    # observability (README "Seeing it work")
+    # Off: no process counts anything or sends activation samples (what `python -m bench`
+    # compares against).
+    metrics_enabled: bool = True
+    # An initializer or invoker serves its own Prometheus metrics at
+    # http://<metrics_host>:<metrics_port>/metrics (each process needs a port of its own;
+    # `ft up` gives them 9100, 9101, ...); 0: not served. The gateway serves its own and the
+    # cluster's activation metrics at /metrics on its API port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    # Keys of these namespaces are the platform's administrators: they read /metrics and see
+    # every namespace in the dashboard (`ft admin user create whisk.system` makes one).
+    admin_namespaces: list[str] = Field(default_factory=lambda: ["whisk.system"])
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -240,6 +240,8 @@ class Heartbeat(BaseModel):
     # Activations waiting in its queue on the broker, beyond what it took: while there are
     # any, the work placed there is queued behind live work, not lost.
     backlog: int = 0
+    # Its pool's containers by state ("prewarmed", "idle", "busy", ...), for dashboards.
+    containers: dict[str, int] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +355,30 @@ def _json_size(value: JSON) -> int:
 
 ActivationDone.model_rebuild()
 DirectAnswer.model_rebuild()
+
+
+class ActivationSample(BaseModel):
+    """What metrics need of one finished activation: no result, no logs, no id (metric labels
+    stay bounded). Built from its record by ``bus.samples``."""
+
+    namespace: str
+    initiator: str  # the subject that invoked it
+    action: str  # "name" or "package/name"
+    kind: str
+    memory: int
+    status: StatusCode
+    duration_ms: int
+    wait_ms: int
+    init_ms: int | None = None  # set on cold and stem-cell starts, as OpenWhisk's initTime
+    end: int  # epoch ms
+
+
+class ActivationSamples(BaseModel):
+    """Fanout ``ft.metrics``: the activations a process finished in one turn of its loop;
+    every gateway counts them into the cluster's activation metrics and its dashboard."""
+
+    source: str  # invoker or initializer id
+    samples: list[ActivationSample]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,6 +152,9 @@ return 1
 """
 
 
+POOL_WAIT_S = 30.0
+
+
 class Store:
     def __init__(self, client: aioredis.Redis, record_ttl_s: int = 7 * 24 * 3600) -> None:
         self.redis = client
@@ -171,8 +174,11 @@ class Store:
     @classmethod
     def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
         # hiredis is picked automatically when installed; RESP2 keeps replies as plain bytes.
-        client = aioredis.Redis.from_url(url, protocol=2, max_connections=64)
-        return cls(client, record_ttl_s)
+        # A blocking pool: past 64 commands in flight the next waits for a connection (plain
+        # pools raise "Too many connections", which turned a burst of requests into 500s).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, protocol=2, max_connections=64, timeout=POOL_WAIT_S)
+        return cls(aioredis.Redis.from_pool(pool), record_ttl_s)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -38,22 +38,24 @@ MINUTE_MS = 60_000
 
 class Throttled(Exception):
     """Over a throttle; ``str()`` is OpenWhisk's message (answered with a 429).
-    ``retry_after_ms``: when asking again may be admitted."""
+    ``retry_after_ms``: when asking again may be admitted. ``limit``: "timed" (per minute) or
+    "concurrent", OpenWhisk's names for its two rate limits."""
 
-    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+    def __init__(self, message: str, *, retry_after_ms: int, limit: str) -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
+        self.limit = limit
 
 
 def too_many_requests(count: int, allowed: int, now: int) -> Throttled:
     return Throttled(f"Too many requests in the last minute (count: {count}, allowed: {allowed}).",
-                     retry_after_ms=MINUTE_MS - now % MINUTE_MS)
+                     retry_after_ms=MINUTE_MS - now % MINUTE_MS, limit="timed")
 
 
 def too_many_concurrent(count: int, allowed: int) -> Throttled:
     return Throttled(
         f"Too many concurrent requests in flight (count: {count}, allowed: {allowed}).",
-        retry_after_ms=CONCURRENCY_RECHECK_MS)
+        retry_after_ms=CONCURRENCY_RECHECK_MS, limit="concurrent")
 
 
 def in_flight_deadline(doc: ActionDoc, now: int) -> int:

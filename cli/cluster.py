@@ -39,6 +39,11 @@ class LocalCluster:
     invoker_ids: list[str]
     log_dir: Path | None = None  # None: children inherit our stdout/stderr
     own_process_groups: bool = False
+    # Metrics ports for the initializer and the invokers (the gateway serves /metrics on its
+    # API port): the initializer's this, invoker i's this + 1 + i; 0: any free ports; None:
+    # none served.
+    metrics_base_port: int | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
@@ -47,10 +52,18 @@ class LocalCluster:
         return self.env.get("FT_API_HOST", "http://127.0.0.1:3233")
 
     def start(self) -> None:
-        self.spawn("initializer", "initializer")
-        for invoker_id in self.invoker_ids:
-            self.spawn(invoker_id, "invoker", {"FT_INVOKER_ID": invoker_id})
+        self.spawn("initializer", "initializer", self._metrics_env("initializer", 0))
+        for i, invoker_id in enumerate(self.invoker_ids):
+            self.spawn(invoker_id, "invoker",
+                       {"FT_INVOKER_ID": invoker_id} | self._metrics_env(invoker_id, 1 + i))
         self.spawn("gateway", "gateway")
+
+    def _metrics_env(self, name: str, offset: int) -> dict[str, str]:
+        if self.metrics_base_port is None:
+            return {}
+        port = self.metrics_base_port + offset if self.metrics_base_port else free_port()
+        self.metrics_ports[name] = port
+        return {"FT_METRICS_PORT": str(port)}
 
     def spawn(self, name: str, component: str, extra: dict[str, str] | None = None) -> None:
         """Start ``component`` as child ``name`` (its log appended to ``<name>.log``)."""

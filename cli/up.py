@@ -110,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
         env["FT_CONTAINER_BACKEND"] = args.backend
     cluster = LocalCluster(env=env,
                            invoker_ids=invoker_ids(settings.invoker_id, args.invokers),
-                           log_dir=log_dir, own_process_groups=True)
+                           log_dir=log_dir, own_process_groups=True,
+                           metrics_base_port=settings.metrics_port or DEFAULT_METRICS_PORT)
     supervisor = Supervisor(cluster, say=_say)
     follower = LogFollower(cluster, lambda line: print(line, flush=True))
 
@@ -132,6 +133,9 @@ def main(args: argparse.Namespace) -> int:
             return 1
         auth = f"{settings.guest_uuid}:{settings.guest_key}"
         print(f"ok: Funtainer is up\n   API host  {settings.api_host}\n   guest key {auth}")
+        print(f"   dashboard {settings.api_host}/dashboard#key={auth}")
+        metrics = ", ".join(f"{name} :{port}" for name, port in cluster.metrics_ports.items())
+        print(f"   metrics   {settings.api_host}/metrics (an administrator's key); {metrics}")
         _write_wskprops(settings.api_host, auth)
         if getattr(args, "demo", False):
             _run_demo(settings.api_host, auth)
@@ -151,6 +155,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 GATEWAY_START_S = 60
+# The initializer's metrics port, the invokers' the next ones (FT_METRICS_PORT overrides).
+DEFAULT_METRICS_PORT = 9100
 SUPERVISE_EVERY_S = 0.25
 
 

@@ -25,6 +25,7 @@ from gateway import (
     feeds,
     invoke,
     invokers,
+    observability,
     openapi,
     package_actions,
     packages,
@@ -37,19 +38,23 @@ from gateway.auth import Authenticator, auth_middleware, namespace
 from gateway.auth_cache import AuthCache
 from gateway.auth_failures import AuthFailureLimiter
 from gateway.catalog import install_catalog
+from gateway.cluster_metrics import ClusterView
 from gateway.direct import DirectPath
-from gateway.errors import request_context
+from gateway.errors import COUNT_RESPONSE, request_context
 from gateway.invalidations import InvalidationListener
 from gateway.jsonio import json_response
 from gateway.limits import get_limits
+from gateway.metrics import GatewayMetrics
 from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.state import (
     ACTIONS,
     AUTHENTICATOR,
     BROKER,
+    CLUSTER,
     DIRECT,
     GATEWAY_ID,
+    GATEWAY_METRICS,
     INVALIDATIONS,
     LIMITS,
     PUBLISHER,
@@ -145,6 +150,7 @@ def _add_routes(app: web.Application) -> None:
         feeds.invoke_feed,
     )
     _add_package_routes(app, ns)
+    observability.add_routes(app, ns)
 
 
 def _add_package_routes(app: web.Application, ns: str) -> None:
@@ -184,6 +190,7 @@ async def _on_startup(app: web.Application) -> None:
     await app[INVALIDATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
+    await app[CLUSTER].start()
     if DIRECT in app:
         await app[DIRECT].start()
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
@@ -193,6 +200,7 @@ async def _on_shutdown(app: web.Application) -> None:
     # Blocking requests answer 202 now rather than holding the shutdown for up to 60 s; their
     # activations go on and can be fetched by id.
     app[WAITERS].release_all()
+    app[CLUSTER].closing.set()
     if DIRECT in app:
         app[DIRECT].release_all()
 
@@ -203,6 +211,7 @@ async def _on_cleanup(app: web.Application) -> None:
     await app[INVALIDATIONS].close()
     app[STORE].unwatch_entities(app[ACTIONS].forget)
     await app[WAITERS].close()
+    await app[CLUSTER].close()
 
 
 def new_gateway_id() -> str:
@@ -236,6 +245,9 @@ def build_app(
         clear=[auth_cache.clear, actions.clear])
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
+    app[CLUSTER] = ClusterView(broker, enabled=settings.metrics_enabled)
+    gateway_metrics = app[GATEWAY_METRICS] = GatewayMetrics()
+    app[COUNT_RESPONSE] = gateway_metrics.count_response
     if settings.direct_path:
         app[DIRECT] = DirectPath(broker, settings.heartbeat_interval_s)
     _add_routes(app)

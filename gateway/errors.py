@@ -44,6 +44,8 @@ CORS_HEADERS = {
 }
 
 WEB_PREFIX = "/api/v1/web/"
+# Where the application counts the status of every response it gives (gateway.metrics).
+COUNT_RESPONSE = web.AppKey("count_response", Callable[[int], None])
 
 TRANSACTION_ID = web.RequestKey("transaction_id", str)
 
@@ -127,7 +129,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         try:
             response = await handler(request)
         except ApiError as exc:
-            response = error_response(exc.status, exc.message, tid, exc.headers)
+            headers = exc.headers
+            if headers and request.headers.get("X-Requested-With") == "XMLHttpRequest":
+                # A script's request (the dashboard's) gets its 401 without the Basic
+                # challenge: a browser would otherwise open its own password dialog.
+                headers = {k: v for k, v in headers.items() if k != "WWW-Authenticate"}
+            response = error_response(exc.status, exc.message, tid, headers)
         except web.HTTPException as exc:
             response = _from_http_exception(exc, request, tid)
         except asyncio.CancelledError:
@@ -136,6 +143,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("unhandled error in %s %s (tid %s)", request.method, request.path, tid)
             response = error_response(500, INTERNAL, tid)
     response.headers["X-Request-ID"] = tid
+    count = request.app.get(COUNT_RESPONSE)
+    if count is not None:
+        count(response.status)
     if not is_web:
         response.headers.update(CORS_HEADERS)
     return response

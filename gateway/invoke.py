@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,16 @@ from gateway.errors import (
 )
 from gateway.jsonio import json_response
 from gateway.replies import ReplyFuture
-from gateway.state import ACTIONS, DIRECT, LIMITS, PUBLISHER, SETTINGS, STORE, WAITERS
+from gateway.state import (
+    ACTIONS,
+    DIRECT,
+    GATEWAY_METRICS,
+    LIMITS,
+    PUBLISHER,
+    SETTINGS,
+    STORE,
+    WAITERS,
+)
 from gateway.throttles import admit_invocation
 from gateway.validation import bool_param, check_entity_name
 
@@ -154,6 +164,22 @@ async def activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str, tid: str,
     wait_ms: int | None, binding: str | None = None, idempotency_key: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
+    """``_activate``, timed for ``ft_gateway_invoke_seconds``."""
+    began = time.perf_counter()
+    try:
+        return await _activate(app, doc, payload, namespace=namespace, tid=tid,
+                               wait_ms=wait_ms, binding=binding,
+                               idempotency_key=idempotency_key)
+    finally:
+        metrics = app[GATEWAY_METRICS]
+        latency = metrics.invoke_async if wait_ms is None else metrics.invoke_blocking
+        latency.observe(time.perf_counter() - began)
+
+
+async def _activate(
+    app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str, tid: str,
+    wait_ms: int | None, binding: str | None, idempotency_key: str | None,
+) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
     activation goes on). Over a throttle of ``namespace``: 429; publish failures: 503.
@@ -198,6 +224,8 @@ async def activate(
         # Past the action's own limit (the invoker enforces it) the invoker is presumed frozen.
         limit_s = doc.limits.timeout / 1000 + app[SETTINGS].direct_margin_s
         ran = await direct.run(invoker, activation, min(wait_ms / 1000, limit_s))
+        app[GATEWAY_METRICS].direct.labels(
+            "hit" if isinstance(ran, ActivationRecord) else ran.value).inc()
         if isinstance(ran, ActivationRecord):
             return activation_id, ran
         if ran is Miss.PENDING:

@@ -10,6 +10,7 @@ import json
 from aiohttp import web
 
 from bus.ids import now_ms
+from bus.store import Store
 from gateway.jsonio import json_response
 from gateway.state import STORE
 
@@ -17,11 +18,15 @@ INVOKERS_KEY = "ft:invokers"  # written by initializer.supervision
 STALE_MS = 10_000
 
 
-async def list_invokers(request: web.Request) -> web.Response:
-    raw = await request.app[STORE].redis.hgetall(INVOKERS_KEY)
+async def invoker_states(store: Store) -> dict[str, str]:
+    raw = await store.redis.hgetall(INVOKERS_KEY)
     now = now_ms()
     states: dict[str, str] = {}
     for key, value in sorted(raw.items()):
         entry = json.loads(value)
         states[key.decode()] = entry["state"] if now - entry["at"] <= STALE_MS else "down"
-    return json_response(states)
+    return states
+
+
+async def list_invokers(request: web.Request) -> web.Response:
+    return json_response(await invoker_states(request.app[STORE]))

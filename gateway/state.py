@@ -9,8 +9,10 @@ from bus.config import Settings
 from bus.store import Store
 from gateway.action_cache import ActionCache
 from gateway.auth import Authenticator
+from gateway.cluster_metrics import ClusterView
 from gateway.direct import DirectPath
 from gateway.invalidations import InvalidationListener
+from gateway.metrics import GatewayMetrics
 from gateway.publisher import ActivationPublisher
 from gateway.replies import Waiters
 from gateway.validation import GatewayLimits
@@ -26,3 +28,5 @@ ACTIONS = web.AppKey("actions", ActionCache)
 WAITERS = web.AppKey("waiters", Waiters)
 GATEWAY_ID = web.AppKey("gateway_id", str)
 DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off
+CLUSTER = web.AppKey("cluster", ClusterView)
+GATEWAY_METRICS = web.AppKey("gateway_metrics", GatewayMetrics)

@@ -13,12 +13,13 @@ from bus.models import (
     KeyValue,
     StatusCode,
 )
+from bus.samples import SamplePublisher
 from bus.store import Store
 
 
 async def answer_with_error(
     store: Store, broker: Broker, req: ActivationRequest, error: str, *,
-    invoker_id: str | None = None,
+    samples: SamplePublisher, invoker_id: str | None = None,
 ) -> bool:
     """Write a whisk internal error record unless the activation has one, and tell a waiting
     caller. First write wins, so a late real result cannot make a second record. True if
@@ -33,7 +34,9 @@ async def answer_with_error(
         cause=req.cause, attempts=req.attempt, invoker=invoker_id,
     )
     written = await store.write_record(record)
-    if not written:
+    if written:
+        samples.add(record)
+    else:
         record = await store.get_record(req.activation_id) or record
     if req.reply_to:
         await broker.publish(

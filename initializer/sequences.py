@@ -30,6 +30,7 @@ from bus.models import (
 from bus.replies import ReplyFuture, ReplyWaiters
 from bus.requests import SEQUENCE, ParametersNotAllowed, build_payload, build_request
 from bus.resolution import ResolutionError, resolve_action, split_path
+from bus.samples import SamplePublisher
 from bus.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,11 @@ class Progress:
 
 
 class SequenceRunner:
-    def __init__(self, store: Store, broker: Broker, waiters: ReplyWaiters) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, waiters: ReplyWaiters, samples: SamplePublisher
+    ) -> None:
         self.store = store
+        self.samples = samples
         self.broker = broker
         self.waiters = waiters
 
@@ -83,7 +87,9 @@ class SequenceRunner:
         record = await self.store.get_record(req.activation_id)
         if record is None:
             record = await self._execute(req, resumed)
-            if not await self.store.write_record(record):  # a concurrent delivery won
+            if await self.store.write_record(record):
+                self.samples.add(record)
+            else:  # a concurrent delivery won
                 record = await self.store.get_record(req.activation_id) or record
         if req.reply_to:
             await self.broker.publish(

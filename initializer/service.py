@@ -37,13 +37,16 @@ from bus.models import (
 )
 from bus.process import connections, run_process, stop_on_signals
 from bus.replies import ReplyWaiters
+from bus.samples import SamplePublisher
 from bus.store import Store
+from bus.telemetry import new_registry, serve_metrics
 from initializer.alarms import AlarmScheduler
 from initializer.answers import answer_with_error
 from initializer.destinations import DestinationConsumer
 from initializer.fanout import FireFanout
 from initializer.feeds import FeedManager
 from initializer.fires import FireConsumer
+from initializer.metrics import InitializerMetrics
 from initializer.placement import choose_invoker
 from initializer.registry import InvokerRegistry
 from initializer.sequences import SequenceRunner, is_sequence
@@ -71,19 +74,24 @@ class Initializer:
         self.registry = InvokerRegistry(
             settings.invoker_dead_after_s, deadline_margin_s=settings.activation_deadline_margin_s,
             window_s=settings.invoker_health_window_s)
+        self.metrics_registry = new_registry()
+        self.metrics = InitializerMetrics(self.metrics_registry, self.registry)
+        self.samples = SamplePublisher(broker, self.id, enabled=settings.metrics_enabled)
         self.supervisor = Supervisor(self.id, self.registry, store, broker,
-                                     settings.drain_lease_ttl_ms)
+                                     settings.drain_lease_ttl_ms, samples=self.samples,
+                                     metrics=self.metrics)
         self.waiters = ReplyWaiters(broker, self.id)
         self.fanout = FireFanout(store, broker, settings)
         self.feeds = FeedManager(self.id, store=store, broker=broker, fanout=self.fanout,
                                  waiters=self.waiters, settings=settings)
         self.alarms = AlarmScheduler(lambda: self.feeds.docs.values(), store=store,
                                      fanout=self.fanout)
-        self.sequences = SequenceRunner(store, broker, self.waiters)
+        self.sequences = SequenceRunner(store, broker, self.waiters, self.samples)
         self._sequences_running: set[asyncio.Task[None]] = set()
         self._activations: AbstractQueue | None = None
         self._event_queues: list[AbstractQueue] = []
         self._outboxes: dict[str, Coalescer[ActivationRequest]] = {}
+        self._feed_lag: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.broker.connection.reconnect_callbacks.add(
@@ -106,9 +114,12 @@ class Initializer:
         await self.feeds.start()
         self.alarms.start()
         self.supervisor.start()
+        self._feed_lag = asyncio.create_task(self.metrics.follow_feeds(self.feeds, self.broker))
         log.info("initializer %s ready", self.id)
 
     async def stop(self) -> None:
+        if self._feed_lag is not None:
+            self._feed_lag.cancel()
         await self.alarms.stop()
         await self.supervisor.stop()
         for queue in self._event_queues:
@@ -119,6 +130,7 @@ class Initializer:
         if self._activations is not None:
             await self.broker.stop_consuming(self._activations)
         await self.waiters.close()
+        await self.samples.flush()
 
     async def on_heartbeat(self, message: AbstractIncomingMessage) -> None:
         await self.registry.heartbeat(unpack(message.body, Heartbeat))
@@ -130,6 +142,8 @@ class Initializer:
                                           completion.status_code)
 
     async def on_activation(self, message: AbstractIncomingMessage) -> None:
+        if message.redelivered:
+            self.metrics.redeliveries.labels(ACTIVATIONS).inc()
         try:
             requests = activation_requests(message)
         except Exception:
@@ -167,6 +181,7 @@ class Initializer:
             # before the broker's confirm reaches us, and a completion of work not yet counted
             # would be lost (the work would then look stuck there until its deadline).
             self.registry.placed(invoker, req)
+            self.metrics.placements.labels(invoker).inc()
             try:
                 await self._outbox(invoker).submit(req)
             except Unroutable as exc:
@@ -215,15 +230,17 @@ class Initializer:
 
     async def _expire(self, req: ActivationRequest) -> None:
         """An explicit error record instead of silence."""
-        await answer_with_error(self.store, self.broker, req,
-                                EXPIRED.format(s=req.max_age_ms // 1000))
+        if await answer_with_error(self.store, self.broker, req,
+                                   EXPIRED.format(s=req.max_age_ms // 1000), samples=self.samples):
+            self.metrics.error_records.labels("expired").inc()
 
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
     async with connections(settings, "initializer") as (store, broker):
         initializer = Initializer(settings, store, broker)
         await initializer.start()
-        await stop.wait()
+        async with serve_metrics(settings, initializer.metrics_registry):
+            await stop.wait()
         await initializer.stop()
 
 

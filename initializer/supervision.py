@@ -12,9 +12,11 @@ import aiormq
 
 from bus.broker import Broker
 from bus.ids import now_ms
+from bus.samples import SamplePublisher
 from bus.store import Store
 from initializer.answers import answer_with_error
 from initializer.drain import QueueDrain, lease_name
+from initializer.metrics import InitializerMetrics
 from initializer.registry import InvokerRegistry
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,11 @@ UNRESPONSIVE = "The invoker {invoker} did not complete the activation in time (u
 class Supervisor:
     def __init__(
         self, owner: str, registry: InvokerRegistry, store: Store, broker: Broker,
-        drain_lease_ttl_ms: int,
+        drain_lease_ttl_ms: int, *, samples: SamplePublisher, metrics: InitializerMetrics,
     ) -> None:
         self.owner = owner
+        self.samples = samples
+        self.metrics = metrics
         self.registry = registry
         self.store = store
         self.broker = broker
@@ -77,7 +81,8 @@ class Supervisor:
             req = placed.request
             error = UNRESPONSIVE.format(invoker=invoker_id)
             if await answer_with_error(self.store, self.broker, req, error,
-                                       invoker_id=invoker_id):
+                                       samples=self.samples, invoker_id=invoker_id):
+                self.metrics.error_records.labels("unresponsive").inc()
                 log.warning("activation %s: %s", req.activation_id, error)
             self.registry.timed_out(invoker_id, req.activation_id)
 

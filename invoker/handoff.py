@@ -33,6 +33,7 @@ from bus.models import (
     Completions,
     StatusCode,
 )
+from bus.samples import SamplePublisher
 from bus.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,11 @@ class _RecordWrite:
 
 class Handoff:
     def __init__(
-        self, store: Store, broker: Broker, invoker_id: str, retry_base_ms: int
+        self, store: Store, broker: Broker, invoker_id: str, retry_base_ms: int,
+        samples: SamplePublisher,
     ) -> None:
         self.store = store
+        self.samples = samples
         self.broker = broker
         self.invoker_id = invoker_id
         self.retry_base_ms = retry_base_ms
@@ -141,6 +144,8 @@ class Handoff:
         outcomes = await self.store.write_records([w.record for w in writes])
         for write, stored in zip(writes, outcomes, strict=True):
             write.stored = stored
+            if stored:
+                self.samples.add(write.record)
 
     async def _send_destination(
         self, req: ActivationRequest, record: ActivationRecord, condition: str
@@ -189,6 +194,7 @@ class Handoff:
         """Until the completions and events of every finished activation were sent."""
         await self.completions.flush()
         await self._events.flush()
+        await self.samples.flush()
 
     async def _publish_events(self, records: list[ActivationRecord]) -> None:
         """Completion events on ``ft.activation-events`` (topic ``ns.action.status``)."""

@@ -252,6 +252,13 @@ class ContainerPool:
     def draining(self) -> bool:
         return self._draining
 
+    def state_counts(self) -> dict[str, int]:
+        """Containers by state, every state present (0 included)."""
+        counts = {state.value: 0 for state in ContainerState}
+        for c in self.containers.values():
+            counts[c.state.value] += 1
+        return counts
+
     def warm_keys(self) -> list[str]:
         """action_keys of idle warm containers, each once, sorted."""
         return sorted({c.action_key for c in self._in_state(ContainerState.IDLE) if c.action_key})

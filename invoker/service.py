@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from prometheus_client import CollectorRegistry
 
 from bus.broker import ACTIVATIONS, HEALTH, Broker, activation_requests, settle, spawn
 from bus.config import Settings
@@ -23,13 +24,16 @@ from bus.models import (
     Heartbeat,
 )
 from bus.process import connections, run_process, stop_on_signals
+from bus.samples import STATUS_LABELS, SamplePublisher
 from bus.store import Store
+from bus.telemetry import new_registry, serve_metrics
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
 from invoker.deliveries import Delivery
 from invoker.direct import DirectServer
 from invoker.handoff import Handoff
 from invoker.logs import collect
+from invoker.metrics import InvokerMetrics, kind_label
 from invoker.outcome import Outcome
 from invoker.pool import ContainerPool, ContainerState, Job, Remove, Run, StartStemCell
 from invoker.proxy_client import ProxyClient, ProxyConnectionError, ResponseTooLarge
@@ -55,7 +59,8 @@ class JobContext:
 
 class Invoker:
     def __init__(
-        self, settings: Settings, store: Store, broker: Broker, backend: ContainerBackend
+        self, settings: Settings, store: Store, broker: Broker, backend: ContainerBackend,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.id = settings.invoker_id
@@ -78,7 +83,10 @@ class Invoker:
         self._queue: AbstractQueue | None = None
         self._stem_cell_errors: dict[str, float] = {}
         self.draining = False
-        self.handoff = Handoff(store, broker, self.id, settings.async_retry_base_ms)
+        self.registry = registry or new_registry()
+        self.metrics = InvokerMetrics(self.registry, self.pool)
+        samples = SamplePublisher(broker, self.id, enabled=settings.metrics_enabled)
+        self.handoff = Handoff(store, broker, self.id, settings.async_retry_base_ms, samples)
         self.direct: DirectServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -206,6 +214,7 @@ class Invoker:
         job = Job(aid, action.key, req.invoking_namespace, action.container_kind,
                   action.limits.memory)
         run = self.pool.submit_warm(job, time.monotonic())
+        self.metrics.direct.labels("declined" if run is None else "taken").inc()
         if run is None:
             return None
         answer: asyncio.Future[ActivationRecord] = asyncio.get_running_loop().create_future()
@@ -226,11 +235,13 @@ class Invoker:
     # -- containers --------------------------------------------------------------------------
 
     async def _create(self, container_id: str, kind: str, memory: int) -> ProxyClient:
+        began = time.monotonic()
         handle = await self.backend.create(container_id, kind, memory)
         self.handles[container_id] = handle
         client = ProxyClient(handle.socket_path)
         await client.connect(PROXY_START_TIMEOUT_S)
         self.clients[container_id] = client
+        self.metrics.container_create.labels(kind_label(kind)).observe(time.monotonic() - began)
         return client
 
     async def _start_stem_cell(self, cmd: StartStemCell) -> None:
@@ -297,6 +308,7 @@ class Invoker:
     async def _run(self, cmd: Run) -> None:
         ctx = self.jobs[cmd.job.activation_id]
         cid = cmd.container_id
+        self.metrics.container_starts.labels(cmd.start, ctx.request.action.kind).inc()
         if cmd.start == "cold" and not await self._cold_start(cid, ctx):
             return
         released = False
@@ -428,6 +440,7 @@ class Invoker:
 
     async def _complete(self, ctx: JobContext, record: ActivationRecord) -> None:
         aid = ctx.request.activation_id
+        self.metrics.activations.labels(STATUS_LABELS[record.response.status_code]).inc()
         if ctx.answer is None:
             assert ctx.message is not None
             await self.handoff.finish(ctx.request, record)
@@ -472,7 +485,7 @@ class Invoker:
             direct=str(self.direct.path) if self.direct is not None and not self.draining else None,
             direct_memory=sum(c.request.action.limits.memory for c in self.jobs.values()
                               if c.answer is not None and c.message is None),
-            backlog=backlog,
+            backlog=backlog, containers=self.pool.state_counts(),
         )
         with contextlib.suppress(Exception):
             await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
@@ -498,7 +511,8 @@ async def serve(settings: Settings) -> None:
     async with connections(settings, f"invoker {settings.invoker_id}") as (store, broker):
         invoker = Invoker(settings, store, broker, backend)
         await invoker.start()
-        await stop.wait()
+        async with serve_metrics(settings, invoker.registry):
+            await stop.wait()
         log.info("invoker %s stopping", settings.invoker_id)
         await invoker.stop()
         await backend.close()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Funtainer needs on a fresh Debian/Ubuntu machine: the system packages
 # (Docker engine, RabbitMQ, Redis, debootstrap for the offline runtime images, bubblewrap for
-# the sandbox backend, Node.js for the
-# npm client compatibility tests) and the Python
+# the sandbox backend, Chromium for the dashboard's test, Node.js for the npm client
+# compatibility tests) and the Python
 # package, editable, in .venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || ldconfig -p | grep -q libseccomp.so.2 \
   || need+=(libseccomp2)
+# The dashboard's test drives Debian's Chromium headless (through Playwright, never a
+# downloaded browser build).
+command -v chromium >/dev/null || need+=(chromium)
 # The OpenWhisk npm client compatibility suite runs under the host's Node.js.
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)

@@ -99,7 +99,7 @@ async def docker_cluster(
                          port=free_port(), work_dir=settings.work_dir, user_memory_mb=4096,
                          stem_cells=STEM_CELLS) | FAST_ENV | FEED_ENV,
         invoker_ids=[f"t{tag}-0", f"t{tag}-1"],
-        log_dir=tmp_path_factory.mktemp("cluster-logs"),
+        log_dir=tmp_path_factory.mktemp("cluster-logs"), metrics_base_port=0,
     )
     await _start(processes, settings.amqp_url, "cluster", timeout=90)
     yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
@@ -139,7 +139,7 @@ async def sandbox_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
                              stem_cells=STEM_CELLS) | FAST_ENV | FEED_ENV
             | {"FT_CONTAINER_BACKEND": "sandbox", "FT_SANDBOX_DIR": str(settings.sandbox_dir)},
             invoker_ids=[f"s{tag}-0", f"s{tag}-1"],
-            log_dir=tmp_path_factory.mktemp("sandbox-cluster-logs"),
+            log_dir=tmp_path_factory.mktemp("sandbox-cluster-logs"), metrics_base_port=0,
         )
         await _start(processes, amqp_url, "sandbox cluster", timeout=120)
         yield Cluster(processes, f"{settings.guest_uuid}:{settings.guest_key}", settings)
