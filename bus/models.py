@@ -174,6 +174,9 @@ class ActivationRequest(BaseModel):
     # Published again for a caller retrying with its idempotency key: an earlier copy may have
     # run already, so the invoker looks for a record first (as for a redelivery).
     resent: bool = False
+    # W3C trace context (bus.tracing): from the caller's request, or the span that handed the
+    # activation on; it ends up in the record's annotations.
+    traceparent: str | None = None
 
 
 class ActivationBatch(BaseModel):

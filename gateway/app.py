@@ -19,6 +19,7 @@ from bus.keys import REVOKED_CHANNEL
 from bus.models import NamespaceAuth
 from bus.process import run_process, stop_on_signals
 from bus.store import ENTITY_CHANGED_CHANNEL, Store
+from bus.tracing import Tracer
 from gateway import (
     actions,
     activations,
@@ -60,6 +61,7 @@ from gateway.state import (
     PUBLISHER,
     SETTINGS,
     STORE,
+    TRACER,
     WAITERS,
 )
 from gateway.validation import MB, GatewayLimits
@@ -219,7 +221,8 @@ def new_gateway_id() -> str:
 
 
 def build_app(
-    settings: Settings, store: Store, broker: Broker, *, limits: GatewayLimits | None = None
+    settings: Settings, store: Store, broker: Broker, *, limits: GatewayLimits | None = None,
+    tracer: Tracer | None = None,
 ) -> web.Application:
     """The API application. Start it with aiohttp's ``AppRunner``; its startup declares this
     gateway's reply queue, so it needs a running loop and a connected broker."""
@@ -247,6 +250,7 @@ def build_app(
     app[WAITERS] = Waiters(broker, gateway_id)
     app[CLUSTER] = ClusterView(broker, enabled=settings.metrics_enabled)
     gateway_metrics = app[GATEWAY_METRICS] = GatewayMetrics()
+    app[TRACER] = tracer or Tracer("gateway", endpoint="")
     app[COUNT_RESPONSE] = gateway_metrics.count_response
     if settings.direct_path:
         app[DIRECT] = DirectPath(broker, settings.heartbeat_interval_s)
@@ -264,8 +268,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
     broker = await Broker.connect(settings.amqp_url, name="ft-gateway")
     runner: web.AppRunner | None = None
+    tracer = Tracer("gateway")
     try:
-        app = build_app(settings, store, broker)
+        app = build_app(settings, store, broker, tracer=tracer)
         # No access log: formatting a line per request costs as much as serving a GET. The
         # keep-alive timer also closes a connection whose request headers have not all
         # arrived that long after it opened or its last request: slowloris is cut off.
@@ -286,6 +291,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await runner.cleanup()
         await broker.close()
         await store.close()
+        tracer.shutdown()
 
 
 def run() -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 from bus.ids import new_activation_id
 from bus.models import ActionDoc, ActivationRecord, ActivationRequest, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, build_request
+from bus.tracing import new_traceparent, valid_traceparent
 from gateway.auth import identity
 from gateway.bodies import read_json
 from gateway.direct import Miss
@@ -46,6 +47,7 @@ from gateway.state import (
     PUBLISHER,
     SETTINGS,
     STORE,
+    TRACER,
     WAITERS,
 )
 from gateway.throttles import admit_invocation
@@ -146,6 +148,7 @@ async def run_invocation(
         tid=transaction_id(request), wait_ms=wait_ms if invocation.blocking else None,
         binding=binding,
         idempotency_key=idempotency_key(request),
+        traceparent=request.headers.get("traceparent"),
     )
     headers = {ACTIVATION_ID_HEADER: activation_id}
     if record is None:
@@ -163,13 +166,22 @@ def idempotency_key(request: web.Request) -> str | None:
 async def activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str, tid: str,
     wait_ms: int | None, binding: str | None = None, idempotency_key: str | None = None,
+    traceparent: str | None = None,
 ) -> tuple[str, ActivationRecord | None]:
-    """``_activate``, timed for ``ft_gateway_invoke_seconds``."""
+    """``_activate``, timed for ``ft_gateway_invoke_seconds``, in a span of its own that is
+    a child of the caller's ``traceparent`` (if valid) and the parent of what follows."""
     began = time.perf_counter()
+    attributes = {"faas.invoked_name": f"/{doc.namespace}/{doc.name}",
+                  "ft.blocking": wait_ms is not None}
     try:
-        return await _activate(app, doc, payload, namespace=namespace, tid=tid,
-                               wait_ms=wait_ms, binding=binding,
-                               idempotency_key=idempotency_key)
+        with app[TRACER].span("invoke", valid_traceparent(traceparent), kind="server",
+                              attributes=attributes) as span:
+            activation_id, record = await _activate(
+                app, doc, payload, namespace=namespace, tid=tid, wait_ms=wait_ms,
+                binding=binding, idempotency_key=idempotency_key,
+                traceparent=span.traceparent or new_traceparent())
+            span.set("faas.invocation_id", activation_id)
+            return activation_id, record
     finally:
         metrics = app[GATEWAY_METRICS]
         latency = metrics.invoke_async if wait_ms is None else metrics.invoke_blocking
@@ -178,7 +190,7 @@ async def activate(
 
 async def _activate(
     app: web.Application, doc: ActionDoc, payload: Any, *, namespace: str, tid: str,
-    wait_ms: int | None, binding: str | None, idempotency_key: str | None,
+    wait_ms: int | None, binding: str | None, idempotency_key: str | None, traceparent: str,
 ) -> tuple[str, ActivationRecord | None]:
     """Publish one activation of ``doc`` owned by ``namespace``; with ``wait_ms`` wait that
     long for its record. The record is None when not waiting or the wait expired (the
@@ -209,6 +221,7 @@ async def _activate(
         binding=binding,
     )
     activation.blocking = blocking
+    activation.traceparent = traceparent
     if resent:
         activation.resent = True
     if wait_ms is None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from bus.broker import Broker
 from bus.config import Settings
 from bus.store import Store
+from bus.tracing import Tracer
 from gateway.action_cache import ActionCache
 from gateway.auth import Authenticator
 from gateway.cluster_metrics import ClusterView
@@ -30,3 +31,4 @@ GATEWAY_ID = web.AppKey("gateway_id", str)
 DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off
 CLUSTER = web.AppKey("cluster", ClusterView)
 GATEWAY_METRICS = web.AppKey("gateway_metrics", GatewayMetrics)
+TRACER = web.AppKey("tracer", Tracer)

@@ -200,6 +200,7 @@ async def web_action(request: web.Request) -> web.Response:
     activation_id, record = await activate(
         request.app, doc, payload, namespace=owner,
         tid=transaction_id(request), wait_ms=request.app[SETTINGS].max_blocking_wait_ms,
+        traceparent=request.headers.get("traceparent"),
     )
     headers = {ACTIVATION_ID_HEADER: activation_id, **cors}
     if record is None:

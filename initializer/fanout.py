@@ -33,6 +33,7 @@ from bus.requests import ParametersNotAllowed, async_policy, build_payload, buil
 from bus.resolution import ResolutionError, ResolvedAction, resolve_action
 from bus.store import Store
 from bus.throttling import Throttled, admit_when_allowed
+from bus.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ class FireFanout:
             reply_to=waiters.queue_name if waiters is not None else None,
             asynchronous=waiters is None, cause=fire.activation_id, binding=action.binding,
         )
+        # The fire's HTTP request carried the trace (its headers travel with the fire).
+        request.traceparent = valid_traceparent(fire.headers.get("traceparent"))
         if waiters is not None:
             outcome.reply = waiters.register(aid)
         try:

@@ -137,6 +137,7 @@ class SequenceRunner:
                 reply_to=self.waiters.queue_name, cause=req.activation_id,
                 caused_by=CAUSED_BY, binding=action.binding,
             )
+            request.traceparent = req.traceparent  # components are the sequence's trace
             record = await self._activate(request, action.doc.limits.timeout, resumed=resumed)
             if record is None:
                 progress.fail(StatusCode.WHISK_ERROR, COMPONENT_LOST)

@@ -40,6 +40,7 @@ from bus.replies import ReplyWaiters
 from bus.samples import SamplePublisher
 from bus.store import Store
 from bus.telemetry import new_registry, serve_metrics
+from bus.tracing import Tracer
 from initializer.alarms import AlarmScheduler
 from initializer.answers import answer_with_error
 from initializer.destinations import DestinationConsumer
@@ -66,8 +67,11 @@ def new_initializer_id() -> str:
 
 
 class Initializer:
-    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, broker: Broker, tracer: Tracer | None = None
+    ) -> None:
         self.id = new_initializer_id()
+        self.tracer = tracer or Tracer("initializer", endpoint="")
         self.settings = settings
         self.store = store
         self.broker = broker
@@ -160,8 +164,19 @@ class Initializer:
         await settle(message)
 
     async def _place(self, req: ActivationRequest) -> None:
-        """On an invoker's queue (confirmed), or answered with an error once too old. Never a
-        sequence: those travel alone (``gateway.publisher``) and run in ``_run_sequence``."""
+        """``_place_on_invoker`` in a span that is the parent of the invoker's."""
+        with self.tracer.span("place", req.traceparent, kind="consumer",
+                              attributes={"faas.invocation_id": req.activation_id}) as span:
+            if span.traceparent != req.traceparent:
+                req = req.model_copy(update={"traceparent": span.traceparent})
+            invoker = await self._place_on_invoker(req)
+            if invoker is not None:
+                span.set("ft.invoker", invoker)
+
+    async def _place_on_invoker(self, req: ActivationRequest) -> str | None:
+        """On an invoker's queue (confirmed; its id is returned), or answered with an error
+        once too old. Never a sequence: those travel alone (``gateway.publisher``) and run in
+        ``_run_sequence``."""
         memory = req.action.limits.memory
         while True:
             usable = self.registry.usable()
@@ -174,7 +189,7 @@ class Initializer:
             if invoker is None:
                 if now_ms() - req.accepted_at > req.max_age_ms:
                     await self._expire(req)
-                    return
+                    return None
                 await self._wait_for_capacity()
                 continue
             # Counted before it is sent: its invoker may run it and report its completion
@@ -194,7 +209,7 @@ class Initializer:
                 self.registry.unplaced(invoker, req.activation_id)
                 await asyncio.sleep(0.1)
                 continue
-            return
+            return invoker
 
     def _outbox(self, invoker: str) -> Coalescer[ActivationRequest]:
         """What is placed on ``invoker`` in one turn goes there as one message."""
@@ -237,11 +252,13 @@ class Initializer:
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
     async with connections(settings, "initializer") as (store, broker):
-        initializer = Initializer(settings, store, broker)
+        tracer = Tracer("initializer")
+        initializer = Initializer(settings, store, broker, tracer)
         await initializer.start()
         async with serve_metrics(settings, initializer.metrics_registry):
             await stop.wait()
         await initializer.stop()
+        tracer.shutdown()
 
 
 def run() -> None:

@@ -84,6 +84,8 @@ def build_record(
         annotations.append(KeyValue(key="causedBy", value=req.caused_by))
     if req.binding:
         annotations.append(KeyValue(key="binding", value=req.binding))
+    if req.traceparent:
+        annotations.append(KeyValue(key="traceparent", value=req.traceparent))
     return ActivationRecord(
         namespace=req.invoking_namespace,
         name=action.name,

@@ -27,6 +27,7 @@ from bus.process import connections, run_process, stop_on_signals
 from bus.samples import STATUS_LABELS, SamplePublisher
 from bus.store import Store
 from bus.telemetry import new_registry, serve_metrics
+from bus.tracing import Span, Tracer
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
 from invoker.deliveries import Delivery
@@ -60,7 +61,7 @@ class JobContext:
 class Invoker:
     def __init__(
         self, settings: Settings, store: Store, broker: Broker, backend: ContainerBackend,
-        registry: CollectorRegistry | None = None,
+        registry: CollectorRegistry | None = None, tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.id = settings.invoker_id
@@ -83,6 +84,7 @@ class Invoker:
         self._queue: AbstractQueue | None = None
         self._stem_cell_errors: dict[str, float] = {}
         self.draining = False
+        self.tracer = tracer or Tracer("invoker", endpoint="")
         self.registry = registry or new_registry()
         self.metrics = InvokerMetrics(self.registry, self.pool)
         samples = SamplePublisher(broker, self.id, enabled=settings.metrics_enabled)
@@ -307,13 +309,26 @@ class Invoker:
 
     async def _run(self, cmd: Run) -> None:
         ctx = self.jobs[cmd.job.activation_id]
+        req = ctx.request
+        self.metrics.container_starts.labels(cmd.start, req.action.kind).inc()
+        attributes = {"faas.invocation_id": req.activation_id,
+                      "faas.invoked_name": f"/{req.action.path}", "ft.container": cmd.start}
+        with self.tracer.span("activation", req.traceparent, kind="consumer",
+                              attributes=attributes) as span:
+            await self._run_traced(cmd, ctx, span)
+
+    async def _run_traced(self, cmd: Run, ctx: JobContext, span: Span) -> None:
         cid = cmd.container_id
-        self.metrics.container_starts.labels(cmd.start, ctx.request.action.kind).inc()
-        if cmd.start == "cold" and not await self._cold_start(cid, ctx):
-            return
+        if cmd.start == "cold":
+            with self.tracer.span("container create", span.traceparent):
+                if not await self._cold_start(cid, ctx):
+                    span.error("the container could not be made")
+                    return
         released = False
         try:
-            record, reusable = await self._execute(cmd, ctx.request)
+            record, reusable = await self._execute(cmd, ctx.request, span.traceparent)
+            if not record.response.success:
+                span.error(record.response.status_code.message)
             # Release before handing the answer on: a caller whose next request follows the
             # reply at once then finds this container warm instead of starting another.
             self.apply(self.pool.job_finished(cid, time.monotonic(), reusable))
@@ -342,8 +357,11 @@ class Invoker:
                 req, outcome, start=now, end=now, logs=[], init_ms=None, invoker_id=self.id))
             return False
 
-    async def _execute(self, cmd: Run, req: ActivationRequest) -> tuple[ActivationRecord, bool]:
-        """/init (unless warm) and /run; the record and whether the container may be reused."""
+    async def _execute(
+        self, cmd: Run, req: ActivationRequest, traceparent: str | None
+    ) -> tuple[ActivationRecord, bool]:
+        """/init (unless warm) and /run; the record and whether the container may be reused.
+        Each call to the container is a span, child of ``traceparent``."""
         cid = cmd.container_id
         timeout_ms = req.action.limits.timeout
         client = self.clients[cid]
@@ -354,12 +372,14 @@ class Invoker:
         key_uuid, api_key = await self._mint_key(req)
         try:
             if cmd.start != "warm":
-                outcome, logs_expected = await self._init(
-                    client, req, cid, start + timeout_ms, api_key)
+                with self.tracer.span("/init", traceparent, kind="client"):
+                    outcome, logs_expected = await self._init(
+                        client, req, cid, start + timeout_ms, api_key)
                 init_ms = now_ms() - start
             if outcome is None:
-                outcome, logs_expected = await self._invoke(
-                    client, req, cid, timeout_ms, api_key)
+                with self.tracer.span("/run", traceparent, kind="client"):
+                    outcome, logs_expected = await self._invoke(
+                        client, req, cid, timeout_ms, api_key)
         finally:
             await self._revoke_key(key_uuid)
         end = now_ms()
@@ -508,14 +528,16 @@ def make_backend(settings: Settings) -> ContainerBackend:
 async def serve(settings: Settings) -> None:
     stop = stop_on_signals()
     backend = make_backend(settings)
+    tracer = Tracer("invoker")
     async with connections(settings, f"invoker {settings.invoker_id}") as (store, broker):
-        invoker = Invoker(settings, store, broker, backend)
+        invoker = Invoker(settings, store, broker, backend, tracer=tracer)
         await invoker.start()
         async with serve_metrics(settings, invoker.registry):
             await stop.wait()
         log.info("invoker %s stopping", settings.invoker_id)
         await invoker.stop()
         await backend.close()
+    tracer.shutdown()
 
 
 def run() -> None:
