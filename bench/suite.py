@@ -20,15 +20,17 @@ from bench.floors_container import RawContainers, container_floors, start_summar
 from bench.memory import PeakSampler, snapshot
 from bench.sizes import Sizes
 from bench.stats import summary, turns_together
+from cli.progress import Progress
 
 STEM_CELLS = [{"kind": "python:3.11", "memory": 256, "count": 2}]
 SECTIONS = ("floors", "celery", "platform", "sandbox", "memory")
 
 
 class Suite:
-    def __init__(self, sizes: Sizes, celery: bool) -> None:
+    def __init__(self, sizes: Sizes, celery: bool, progress: Progress | None = None) -> None:
         self.sizes = sizes
         self.celery = celery
+        self.progress = progress or Progress()
         self.results: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         self.failures: list[str] = []
         self.started = time.monotonic()
@@ -36,7 +38,8 @@ class Suite:
     async def measure(self, section: str, name: str, work: Awaitable[Any]) -> Any:
         """Run one measurement; a failure is recorded (and reported) but does not stop the
         others: one broken hop should not hide every other figure."""
-        print(f".. {time.monotonic() - self.started:6.1f} s  {section}: {name}", flush=True)
+        self.progress.line(f".. {time.monotonic() - self.started:6.1f} s  {section}: {name}")
+        self.progress.update("benchmark sections", SECTIONS.index(section), len(SECTIONS))
         try:
             found = await work
         except Exception as exc:
@@ -52,6 +55,8 @@ class Suite:
             await self.cluster_with_room(celery)
         await self.cluster_without_room()
         await self.sandbox_clusters()
+        self.progress.update("benchmark sections", len(SECTIONS), len(SECTIONS))
+        self.progress.close()
         return self.results
 
     async def floors(self) -> None:
@@ -110,13 +115,18 @@ class Suite:
                         cluster, s.first_invokes, 256, stem_cells=stem_cells))
             await measure("platform", "warm blocking, concurrent",
                           through_gateway.warm_concurrent(bc, s.concurrent, s.callers))
-            sampler = PeakSampler(bc)
-            sampler.start()
-            try:
-                await measure("platform", "async throughput",
-                              self._throughput_in_turns(bc, celery))
-            finally:
-                self.results["memory"]["under load"] = await sampler.stop()
+            # The same cluster with FT_METRICS_ENABLED=false beside it: what counting every
+            # activation (samples to the gateways, prometheus_client) costs in throughput.
+            async with running_cluster("ft-bench-nometrics", stem_cells=STEM_CELLS,
+                                       user_memory_mb=s.room_memory_mb,
+                                       extra_env={"FT_METRICS_ENABLED": "false"}) as quiet:
+                sampler = PeakSampler(bc)
+                sampler.start()
+                try:
+                    await measure("platform", "async throughput",
+                                  self._throughput_in_turns(bc, celery, quiet))
+                finally:
+                    self.results["memory"]["under load"] = await sampler.stop()
             await measure("memory", "idle after load", snapshot(bc))
             await self._many(bc, "room", s.many_invokes)
 
@@ -142,21 +152,28 @@ class Suite:
         return {**ours.summary(), "turns": s.latency_turns}
 
     async def _throughput_in_turns(
-        self, bc: BenchCluster, celery: CeleryPeer | None
+        self, bc: BenchCluster, celery: CeleryPeer | None, quiet: BenchCluster
     ) -> dict[str, Any]:
-        """Non-blocking invokes until their records exist, and Celery's live tasks, in turns."""
+        """Non-blocking invokes until their records exist, Celery's live tasks, and the same
+        invokes on the cluster without metrics (``quiet``), in turns."""
         s = self.sizes
         per_turn = max(1, s.async_invokes // s.throughput_turns)
         name = await through_gateway.async_action(bc, per_turn, s.in_flight, s.timeout_s)
-        ours, theirs = [], []
+        quiet_name = await through_gateway.async_action(quiet, per_turn, s.in_flight,
+                                                        s.timeout_s)
+        ours, theirs, without_metrics = [], [], []
         for _ in range(s.throughput_turns):
             if celery is not None:
                 theirs.append(await celery.live(max(1, s.celery_tasks // s.throughput_turns)))
             ours.append(await through_gateway.async_burst(
                 bc, [name], per_turn, s.in_flight, s.timeout_s))
+            without_metrics.append(await through_gateway.async_burst(
+                quiet, [quiet_name], per_turn, s.in_flight, s.timeout_s))
         if theirs:
             self.results["celery"]["live no-op tasks -P prefork -c 2"] = turns_together(
                 theirs, ("tasks", "enqueue_s", "errors"), done="done")
+        self.results["platform"]["async throughput, metrics off"] = \
+            through_gateway.bursts_together(without_metrics)
         return through_gateway.bursts_together(ours)
 
     async def cluster_without_room(self) -> None:

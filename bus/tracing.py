@@ -13,7 +13,6 @@ is imported and every call here returns at once: tracing off is free."""
 from __future__ import annotations
 
 import os
-import random
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,7 +34,8 @@ def valid_traceparent(value: str | None) -> str | None:
 
 
 def new_traceparent() -> str:
-    return f"00-{random.getrandbits(128):032x}-{random.getrandbits(64) or 1:016x}-01"
+    ids = os.urandom(24).hex()
+    return f"00-{ids[:32]}-{ids[32:]}-01"  # all-zero ids: once in 2**64, and then ignored
 
 
 def trace_id(traceparent: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bus.config import get_settings
 from cli.cluster import ClusterError, LocalCluster
+from cli.progress import Progress
 from cli.services import ServiceError, ensure_all
 from cli.supervisor import LogFollower, Supervisor
 
@@ -85,14 +86,18 @@ def _say(message: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = get_settings()
+    # The first start installs services and builds images for minutes: show how far it is.
+    progress = Progress()
     try:
-        ensure_all(lambda msg: print(f".. {msg}"))
+        ensure_all(lambda msg: progress.line(f".. {msg}"))
         from runtimes.build import BuildError, build_images
 
-        build_images(prefix=settings.image_prefix, progress=lambda m: print(f".. {m}"))
+        build_images(prefix=settings.image_prefix, progress=progress)
     except (ServiceError, BuildError, subprocess.CalledProcessError) as exc:
+        progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    progress.close()
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -113,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
                            log_dir=log_dir, own_process_groups=True,
                            metrics_base_port=settings.metrics_port or DEFAULT_METRICS_PORT)
     supervisor = Supervisor(cluster, say=_say)
-    follower = LogFollower(cluster, lambda line: print(line, flush=True))
+    follower = LogFollower(cluster, progress.line)
 
     def supervise() -> None:
         supervisor.poll()
@@ -125,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
             log.replace(log.with_suffix(".log.1"))  # the previous run's, kept once
         cluster.start()
         _say(f"started {', '.join(cluster.procs)} (logs in {log_dir})")
-        if not _wait_for_gateway(cluster.api_host, supervise, lambda: stopping):
+        if not _wait_for_gateway(cluster.api_host, supervise, lambda: stopping, progress):
             if stopping:
                 return 0
             print(f"error: the gateway did not answer within {GATEWAY_START_S} s",
@@ -161,15 +166,20 @@ SUPERVISE_EVERY_S = 0.25
 
 
 def _wait_for_gateway(api_host: str, supervise: Callable[[], None],
-                      stopping: Callable[[], bool]) -> bool:
+                      stopping: Callable[[], bool], progress: Progress) -> bool:
     """Until the gateway answers, supervising meanwhile (a child that dies while the
     platform starts is restarted like any other)."""
     deadline = time.monotonic() + GATEWAY_START_S
-    while time.monotonic() < deadline and not stopping():
-        supervise()
-        try:
-            with urllib.request.urlopen(f"{api_host}/api/v1", timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+    try:
+        while time.monotonic() < deadline and not stopping():
+            progress.update("waiting for the gateway", 0, 1)
+            supervise()
+            try:
+                with urllib.request.urlopen(f"{api_host}/api/v1", timeout=1):
+                    progress.update("waiting for the gateway", 1, 1)
+                    return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+    finally:
+        progress.close()

@@ -60,6 +60,16 @@ IMPORT_CHANGES = (
 
 Progress = Callable[[str], None]
 
+
+def _meter(progress: Progress, stage: str, done: int, total: int | None) -> bool:
+    """How far along ``stage`` is, for a progress that draws it (cli.progress.Progress has
+    ``update``); False when ``progress`` only takes lines."""
+    update = getattr(progress, "update", None)
+    if update is None:
+        return False
+    update(stage, done, total)
+    return True
+
 _PHASES = {
     "Retrieving": "downloading",
     "Validating": "downloading",
@@ -179,7 +189,7 @@ def _run_debootstrap(root: Path, mirror: str, progress: Progress) -> None:
     progress(f"  $ {' '.join(cmd)}")
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=30)  # shown on failure
-    phase, count = "", 0
+    phase, count, packages = "", 0, None
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     )
@@ -191,12 +201,18 @@ def _run_debootstrap(root: Path, mirror: str, progress: Progress) -> None:
         if verb:
             # Each package is retrieved then validated: one phase, not two alternating.
             name = _PHASES[verb.group(1)]
+            metered = hasattr(progress, "update")
             if name != phase:
-                if phase:
+                if phase == "downloading":
+                    packages = count  # every later phase goes over the same packages
+                if phase and not metered:
                     progress(f"  debootstrap: {phase} done ({count} items)")
                 phase, count = name, 0
-                progress(f"  debootstrap: {phase}... [{time.monotonic() - start:.0f}s]")
+                if not metered:
+                    progress(f"  debootstrap: {phase}... [{time.monotonic() - start:.0f}s]")
             count += verb.group(1) != "Validating"
+            _meter(progress, f"base image: {phase} packages", count,
+                   None if phase == "downloading" else packages)
         elif line.startswith(("W:", "E:")) or (line.startswith("I:") and "success" in line):
             progress(f"  debootstrap: {line}")
     if proc.wait() != 0:
@@ -347,6 +363,8 @@ def _build_locked(prefix: str, force: bool, progress: Progress, base: str | None
         progress(f"base image {base}: docker pull")
         _docker("pull", base)
     images: list[str] = []
+    families = {runtime.image_name for runtime in RUNTIMES.values()}
+    _meter(progress, "runtime images", 0, len(families))
     for runtime in RUNTIMES.values():
         image = f"{prefix}/{runtime.image_name}"
         if image in images:
@@ -356,6 +374,7 @@ def _build_locked(prefix: str, force: bool, progress: Progress, base: str | None
             raise BuildError(f"runtime family {runtime.family!r} has no {folder}/Dockerfile")
         build_runtime(image, folder, base, force, progress)
         images.append(image)
+        _meter(progress, "runtime images", len(images), len(families))
     _remove_superseded(old_base, base)  # after the runtime images built on it are gone
     return images
 
@@ -372,14 +391,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     start = time.monotonic()
+    from cli.progress import Progress
+
+    progress = Progress()
     try:
-        images = build_images(args.prefix, args.force, base=args.base)
+        images = build_images(args.prefix, args.force, progress=progress, base=args.base)
     except BuildError as exc:
+        progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        progress.close()
         print("error: interrupted", file=sys.stderr)
         return 130
+    progress.close()
     print(f"runtime images ready in {time.monotonic() - start:.1f}s: {', '.join(images)}")
     return 0
 

@@ -5,11 +5,15 @@ and invoker's own port. Counters must move by exactly what was done."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -188,3 +192,41 @@ async def test_throttled_invokes_are_counted(
     assert total(after, "openwhisk_action_limit_concurrent_total", namespace=ns) == 0
     assert (total(after, "ft_gateway_responses_total", code="429")
             - total(before, "ft_gateway_responses_total", code="429")) == 2
+
+
+async def test_ft_top_shows_the_namespaces_numbers(
+    docker_cluster: Cluster, store: Store, tmp_path: Path
+) -> None:
+    """`ft top --once`, as a user runs it with their key, after three invokes."""
+    auth = NamespaceAuth(uuid=str(uuid.uuid4()), key=secrets.token_hex(32),
+                         namespace=f"top-{uuid.uuid4().hex[:8]}")
+    await store.put_auth(auth)
+    headers = {"Authorization": aiohttp.encode_basic_auth(auth.uuid, auth.key)}
+    async with aiohttp.ClientSession(base_url=docker_cluster.api_host, headers=headers) as http:
+        async with http.put(f"{ACTIONS}/hello", json={"exec": {"kind": "python:3.11",
+                                                                "code": HELLO}}) as resp:
+            assert resp.status == 200
+        for i in range(3):
+            async with http.post(f"{ACTIONS}/hello?blocking=true", json={"i": i}) as resp:
+                assert resp.status == 200
+
+    def ft_top() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "top", "--once", "--apihost",
+             docker_cluster.api_host, "--auth", f"{auth.uuid}:{auth.key}"],
+            env={**os.environ, "WSK_CONFIG_FILE": str(tmp_path / "wskprops")},
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+            timeout=60)
+
+    deadline = time.monotonic() + 10
+    while True:
+        done = await asyncio.to_thread(ft_top)
+        assert done.returncode == 0, done.stderr
+        if "3 activations" in done.stdout or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert f"namespace {auth.namespace}" in done.stdout
+    assert "last 5 min: 3 activations, 0 errors, 1 cold starts" in done.stdout
+    assert done.stdout.count(" hello ") == 3
+    for invoker_id in docker_cluster.invoker_ids:
+        assert invoker_id in done.stdout
