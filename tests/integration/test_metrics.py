@@ -230,3 +230,31 @@ async def test_ft_top_shows_the_namespaces_numbers(
     assert done.stdout.count(" hello ") == 3
     for invoker_id in docker_cluster.invoker_ids:
         assert invoker_id in done.stdout
+
+
+async def test_an_administrators_dashboard_sees_every_namespace(
+    docker_cluster: Cluster, tenant: Tenant, admin: Tenant
+) -> None:
+    async with tenant.http.put(f"{ACTIONS}/hello", json={"exec": {"kind": "python:3.11",
+                                                                   "code": HELLO}}) as resp:
+        assert resp.status == 200
+    async with tenant.http.post(f"{ACTIONS}/hello?blocking=true", json={"i": 1}) as resp:
+        assert resp.status == 200
+        activation_id = (await resp.json())["activationId"]
+
+    async def snapshot(who: Tenant) -> dict:
+        async with who.http.get("/api/v1/namespaces/_/dashboard") as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    deadline = time.monotonic() + 10
+    while activation_id not in [a["activationId"] for a in (await snapshot(admin))["latest"]]:
+        assert time.monotonic() < deadline, "the administrator never saw the activation"
+        await asyncio.sleep(0.3)
+    seen = await snapshot(admin)
+    assert seen["admin"] is True
+    assert tenant.namespace in {a["namespace"] for a in seen["latest"]}
+    own = await snapshot(tenant)
+    assert own["admin"] is False
+    assert {a["namespace"] for a in own["latest"]} == {tenant.namespace}
+    assert own["series"]["totals"]["activations"] <= seen["series"]["totals"]["activations"]
