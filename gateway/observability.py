@@ -33,6 +33,8 @@ from gateway.jsonio import json_response
 from gateway.state import BROKER, CLUSTER, GATEWAY_METRICS, STORE
 
 STATIC = Path(__file__).parent / "dashboard"
+ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+EVENTS_PATH = "/dashboard/events"
 SNAPSHOT_INTERVAL_S = 1.0
 LATEST = 25
 LOG_LINES = 30
@@ -49,12 +51,21 @@ async def dashboard_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def dashboard_asset(request: web.Request) -> web.FileResponse:
+    """The page's script and style sheet: these two files by name, nothing else."""
+    name = request.match_info["filename"]
+    if name not in ASSETS:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC / name, headers={"Content-Type": ASSETS[name],
+                                                    "Cache-Control": "no-cache"})
+
+
 def add_routes(app: web.Application, ns: str) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/dashboard", dashboard_page)
-    app.router.add_static("/dashboard/static", STATIC)
+    app.router.add_get("/dashboard/static/{filename}", dashboard_asset)
     app.router.add_get(ns + "/dashboard", dashboard_snapshot)
-    app.router.add_get(ns + "/dashboard/events", dashboard_events)
+    app.router.add_get(ns + EVENTS_PATH, dashboard_events)
 
 
 # -- the snapshot --------------------------------------------------------------------------

@@ -30,12 +30,19 @@ from gateway.openapi_schemas import (
 API_DOCS_PATH = "/api/v1/api-docs"
 ANY_BODY = "*"  # an answer whose body is any JSON (an action's result)
 NO_BODY = ""  # an answer without a body
+# Answers that are not JSON, by media type (a schema name never holds a slash).
+PROMETHEUS_TEXT = "text/plain"
+HTML = "text/html"
+EVENT_STREAM = "text/event-stream"
+ANY_TEXT = "text/*"  # the dashboard's assets: JavaScript or CSS
+DASHBOARD_EVENTS = "/api/v1/namespaces/{ns}/dashboard/events"
 
 _NAME: Schema = {"type": "string", "pattern": ENTITY_NAME_PATTERN, "maxLength": 256}
 PATH_PARAMETERS: dict[str, Schema] = {
     "ns": _NAME, "name": _NAME, "pkg": _NAME, "package": _NAME,
     "activation_id": {"type": "string", "pattern": ACTIVATION_ID_PATTERN},
     "tail": {"type": "string", "description": "action[.ext][/path] of a web action"},
+    "filename": {"type": "string", "enum": ["dashboard.js", "dashboard.css"]},
 }
 _FLAG: Schema = {"type": "boolean"}
 QUERY_PARAMETERS: dict[str, Schema] = {
@@ -156,6 +163,17 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: "PackageWithContents"}),
     Operation("DELETE", _PACKAGE, "Delete a package", {200: "Package"}, ("force",),
               errors=(*_AUTHENTICATED_ERRORS, 409)),
+    # seeing it work (gateway/observability.py)
+    Operation("GET", "/metrics", "Prometheus metrics of the cluster's activations and this "
+              "gateway (an administrator's key)", {200: PROMETHEUS_TEXT}, errors=(401, 403)),
+    Operation("GET", "/dashboard", "The dashboard page", {200: HTML}, errors=(),
+              authenticated=False),
+    Operation("GET", "/dashboard/static/{filename}", "The dashboard's script or style sheet",
+              {200: ANY_TEXT}, errors=(404,), authenticated=False),
+    Operation("GET", _NS + "/dashboard", "The dashboard's numbers for the caller's namespace "
+              "(an administrator's: every namespace)", {200: "DashboardSnapshot"}),
+    Operation("GET", DASHBOARD_EVENTS, "The same snapshot every second, as server-sent "
+              "events, until the client goes", {200: EVENT_STREAM}),
 )
 
 # Web actions answer whatever the action makes them answer; authentication is optional.
@@ -190,6 +208,11 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 
 
 def _content(schema: str) -> dict[str, Any]:
+    if schema == ANY_TEXT:
+        return {media: {"schema": {"type": "string"}} for media in ("text/javascript",
+                                                                     "text/css")}
+    if "/" in schema:
+        return {schema: {"schema": {"type": "string"}}}
     body = ANY if schema == ANY_BODY else ref(schema)
     return {"application/json": {"schema": body}}
 

@@ -25,6 +25,7 @@ ANY: Schema = {"description": f"Any JSON value (nested at most {MAX_JSON_DEPTH} 
 STRING: Schema = {"type": "string"}
 BOOLEAN: Schema = {"type": "boolean"}
 INTEGER: Schema = {"type": "integer"}
+NUMBER: Schema = {"type": "number"}
 
 
 def ref(name: str) -> Schema:
@@ -58,10 +59,17 @@ _ENTITY_HEAD = {
 _ENTITY_REQUIRED = ("namespace", "name", "version", "publish", "annotations")
 _UPDATED = {"updated": INTEGER}
 
+def nullable(schema: Schema) -> Schema:
+    """A PUT body's optional field: null means absent, as OpenWhisk reads it (Option)."""
+    if "$ref" in schema:  # OpenAPI 3.0 ignores a $ref's siblings
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
+
+
 _PUT_COMMON = {
-    "annotations": array(ref("KeyValuePut")),
-    "version": {"type": "string", "pattern": SEMVER_PATTERN},
-    "publish": BOOLEAN,
+    "annotations": nullable(array(ref("KeyValuePut"))),
+    "version": nullable({"type": "string", "pattern": SEMVER_PATTERN}),
+    "publish": nullable(BOOLEAN),
 }
 
 _ACTION_LIMITS_PUT = obj(
@@ -106,6 +114,25 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Invokers": {"type": "object", "additionalProperties": {
         "type": "string", "enum": ["up", "down", "unhealthy", "unresponsive"]}},
+    "DashboardSnapshot": obj(
+        ("namespace", "admin", "at", "invokers", "series", "latest", "feeds"),
+        namespace=STRING, admin=BOOLEAN, at=INTEGER,
+        invokers=array(obj(("id", "state"), id=STRING, state=STRING)),
+        series=obj(("step_s", "t", "activations_per_s", "errors_per_s", "cold_starts",
+                    "p50_ms", "p99_ms", "totals"),
+                   step_s=INTEGER, t=array(INTEGER), activations_per_s=array(NUMBER),
+                   errors_per_s=array(NUMBER), cold_starts=array(INTEGER),
+                   p50_ms=array({"type": "number", "nullable": True}),
+                   p99_ms=array({"type": "number", "nullable": True}),
+                   totals=obj(("activations", "errors", "cold_starts"),
+                              activations=INTEGER, errors=INTEGER, cold_starts=INTEGER)),
+        latest=array(obj(("activationId", "namespace", "name", "start", "duration", "status",
+                          "cold", "logs"),
+                         activationId=STRING, namespace=STRING, name=STRING, start=INTEGER,
+                         duration=INTEGER, status=STRING, cold=BOOLEAN, logs=array(STRING))),
+        feeds=array(obj(("namespace", "trigger", "kind"), namespace=STRING, trigger=STRING,
+                        kind=STRING)),
+    ),
     "NamespaceLimits": {"type": "object", "additionalProperties": {
         "oneOf": [INTEGER, STRING]}},
     "ActivationId": obj(
@@ -134,8 +161,8 @@ SCHEMAS: dict[str, Schema] = {
             ("kind",), kind={"type": "string", "enum": [*supported_kinds(), SEQUENCE]},
             code=STRING, main=STRING, components=array(STRING),
         ),
-        parameters=array(ref("KeyValuePut")), limits=_ACTION_LIMITS_PUT,
-        delAnnotations=array(STRING), **_PUT_COMMON,
+        parameters=nullable(array(ref("KeyValuePut"))), limits=nullable(_ACTION_LIMITS_PUT),
+        delAnnotations=nullable(array(STRING)), **_PUT_COMMON,
     ),
     "InvokeArguments": {
         "description": "Parameters for the action: an object (merged over the action's) or an "
@@ -167,8 +194,8 @@ SCHEMAS: dict[str, Schema] = {
             status={"type": "string", "enum": ["active", "inactive"]})},
     ),
     "TriggerSummary": obj((*_ENTITY_REQUIRED, "updated"), **_ENTITY_HEAD, **_UPDATED),
-    "TriggerPut": obj(parameters=array(ref("KeyValuePut")), limits={"type": "object"},
-                      **_PUT_COMMON),
+    "TriggerPut": obj(parameters=nullable(array(ref("KeyValuePut"))),
+                      limits=nullable({"type": "object"}), **_PUT_COMMON),
     "FirePayload": {"type": "object"},
     "Rule": obj(
         (*_ENTITY_REQUIRED, "status", "trigger", "action", "updated"), **_ENTITY_HEAD,
@@ -201,6 +228,6 @@ SCHEMAS: dict[str, Schema] = {
         (*_ENTITY_REQUIRED, "binding", "updated"), **_ENTITY_HEAD,
         binding={"oneOf": [{"type": "boolean", "enum": [False]}, ref("Binding")]}, **_UPDATED,
     ),
-    "PackagePut": obj(parameters=array(ref("KeyValuePut")), binding=ref("Binding"),
-                      **_PUT_COMMON),
+    "PackagePut": obj(parameters=nullable(array(ref("KeyValuePut"))),
+                      binding=nullable(ref("Binding")), **_PUT_COMMON),
 }

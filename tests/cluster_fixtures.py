@@ -174,7 +174,12 @@ class ExtraInitializers:
         processes = self.cluster.processes
         name = f"initializer-extra-{uuid.uuid4().hex[:6]}"
         log_path = (processes.log_dir or Path(tempfile.gettempdir())) / f"{name}.log"
-        proc = await asyncio.to_thread(_spawn_initializer, processes.env, log_path)
+        env = dict(processes.env)
+        if keep and processes.metrics_base_port is not None:
+            # The cluster's initializer from now on: its metrics are scraped like the first's.
+            processes.metrics_ports[name] = free_port()
+            env["FT_METRICS_PORT"] = str(processes.metrics_ports[name])
+        proc = await asyncio.to_thread(_spawn_initializer, env, log_path)
         if keep:
             processes.procs[name] = proc
         else:

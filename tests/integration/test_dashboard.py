@@ -9,6 +9,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -59,20 +60,25 @@ async def _invoke(api_host: str, key: str, count: int) -> None:
                 assert resp.status == 200, await resp.text()
 
 
-async def _new_page(browser: Browser) -> tuple[Page, list[str]]:
+@asynccontextmanager
+async def opened(browser: Browser, url: str) -> AsyncIterator[tuple[Page, list[str]]]:
+    """A new tab at ``url``, and every URL it requests."""
     page = await browser.new_page(viewport={"width": 1280, "height": 1400})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    return page, requested
+    try:
+        await page.goto(url)
+        yield page, requested
+    finally:
+        await page.close()
 
 
 async def test_dashboard_follows_invokes_live(
     browser: Browser, docker_cluster: Cluster, tenant: tuple[str, str]
 ) -> None:
     key, namespace = tenant
-    page, requested = await _new_page(browser)
-    try:
-        await page.goto(f"{docker_cluster.api_host}/dashboard#key={key}")
+    async with opened(browser, f"{docker_cluster.api_host}/dashboard#key={key}") as (
+            page, requested):
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         await expect(page.locator("#namespace")).to_have_text(f"namespace {namespace}")
         await expect(page.locator("#total-activations")).to_have_text("0")
@@ -87,9 +93,10 @@ async def test_dashboard_follows_invokes_live(
         rows = page.locator("#latest tbody tr")
         await expect(rows).to_have_count(5)
         await expect(rows.first).to_contain_text("greet")
-        await expect(page.locator("#invokers tbody tr")).to_have_count(
-            len(docker_cluster.invoker_ids), timeout=5_000)
-        await expect(page.locator("#invokers tbody")).to_contain_text("up")
+        # (Other tests may have run invokers of their own on this cluster's broker.)
+        for invoker_id in docker_cluster.invoker_ids:
+            row = page.locator("#invokers tbody tr", has_text=invoker_id)
+            await expect(row).to_contain_text("up", timeout=5_000)
         # A row's logs are one click away.
         await rows.first.click()
         await expect(page.locator("#logs")).to_contain_text("greeting 4")
@@ -98,8 +105,6 @@ async def test_dashboard_follows_invokes_live(
         await expect(page.locator("#total-activations")).to_have_text("7", timeout=15_000)
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    finally:
-        await page.close()
     secret = key.split(":", 1)[1]
     assert requested, "the page requested nothing"
     assert not [url for url in requested if secret in url or "key=" in url.split("#")[0]]
@@ -109,9 +114,7 @@ async def test_sign_in_through_the_form(
     browser: Browser, docker_cluster: Cluster, tenant: tuple[str, str]
 ) -> None:
     key, namespace = tenant
-    page, _ = await _new_page(browser)
-    try:
-        await page.goto(f"{docker_cluster.api_host}/dashboard")
+    async with opened(browser, f"{docker_cluster.api_host}/dashboard") as (page, _):
         await expect(page.locator("#login")).to_be_visible()
         await page.fill("#key", "nobody:wrong")
         await page.click("#login button")
@@ -124,5 +127,3 @@ async def test_sign_in_through_the_form(
         # Signing out brings the form back.
         await page.click("#logout")
         await expect(page.locator("#login")).to_be_visible()
-    finally:
-        await page.close()

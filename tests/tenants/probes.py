@@ -24,7 +24,10 @@ DENIED = frozenset({403, 404})
 FEED_REFUSED = frozenset({502})
 READ_METHODS = frozenset({"GET", "POST"})  # GET a public package's entity, or invoke its action
 GLOBAL_ROUTES = ("/", "/api/v1", "/api/v1/", "/api/v1/api-docs", "/invokers",
-                 "/api/v1/namespaces")
+                 "/api/v1/namespaces", "/dashboard", "/dashboard/static/{filename}")
+# Routes for administrators only: A is refused as anyone would be who is not one.
+ADMIN_ROUTES = ("/metrics",)
+_DASHBOARD_EVENTS = "/api/v1/namespaces/{ns}/dashboard/events"
 
 
 @dataclass
@@ -121,7 +124,16 @@ def tries_for_route(method: str, template: str, world: World, ghost: str) -> lis
             pair("_", fill("_", *values), fill("_", *ghosts), (*values, *ghosts), body)
 
     if template in GLOBAL_ROUTES:
-        return [Listing(label, method, template)]
+        path = template.replace("{filename}", "dashboard.js")
+        return [Listing(label, method, path)]
+    if template in ADMIN_ROUTES:
+        return [Try(label, method, template, template, denied=frozenset({403}))]
+    if template == _DASHBOARD_EVENTS:
+        # B's stream is refused before it starts; A's own never ends (a stream), and what it
+        # sends is the snapshot route's, which is probed as a listing of A's namespace.
+        fill = "/api/v1/namespaces/{}/dashboard/events".format
+        pair(b, fill(b), fill(ghost), (b, ghost))
+        return out
     if m := _ENTITY.match(template):
         collection = m.group(1)
         fill = f"/api/v1/namespaces/{{}}/{collection}/{{}}".format
