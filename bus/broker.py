@@ -73,6 +73,7 @@ def reply_queue(gateway_id: str) -> str:
 
 
 _DURABLE_WORK_ARGS = {"x-dead-letter-exchange": DEAD}
+QUORUM = {"x-queue-type": "quorum"}
 
 
 class Broker:
@@ -80,9 +81,13 @@ class Broker:
 
     def __init__(
         self, connection: AbstractRobustConnection, publish_channel: AbstractChannel,
-        fast_channel: AbstractChannel,
+        fast_channel: AbstractChannel, *, quorum: bool = False,
     ) -> None:
         self.connection = connection
+        # Every durable queue the platform declares, as a quorum queue (a RabbitMQ cluster:
+        # replicated on a majority of nodes) or a classic one (a single broker).
+        self._durable_args = {**_DURABLE_WORK_ARGS, **(QUORUM if quorum else {})}
+        self._queue_type = QUORUM if quorum else {}
         self._channel = publish_channel
         # Replies, completions and heartbeats are advisory (the record in Redis is the truth):
         # they skip the confirm round trip.
@@ -93,13 +98,13 @@ class Broker:
         self._inspect_channel: AbstractChannel | None = None
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "funtainer") -> Broker:
+    async def connect(cls, url: str, *, name: str = "funtainer", quorum: bool = False) -> Broker:
         # Reconnect every second (default 5): the whole platform waits while the broker is away.
         connection = await aio_pika.connect_robust(
             url, client_properties={"connection_name": name}, reconnect_interval=1)
         channel = await connection.channel(publisher_confirms=True)
         fast = await connection.channel(publisher_confirms=False)
-        broker = cls(connection, channel, fast)
+        broker = cls(connection, channel, fast, quorum=quorum)
         await broker.declare_topology()
         return broker
 
@@ -109,10 +114,10 @@ class Broker:
     async def declare_topology(self) -> None:
         ch = self._channel
         dead = await ch.declare_exchange(DEAD, aio_pika.ExchangeType.FANOUT, durable=True)
-        dead_q = await ch.declare_queue(DEAD, durable=True)
+        dead_q = await ch.declare_queue(DEAD, durable=True, arguments=self._queue_type)
         await dead_q.bind(dead)
-        await ch.declare_queue(ACTIVATIONS, durable=True, arguments=_DURABLE_WORK_ARGS)
-        await ch.declare_queue(DESTINATIONS_QUEUE, durable=True, arguments=_DURABLE_WORK_ARGS)
+        await ch.declare_queue(ACTIVATIONS, durable=True, arguments=self._durable_args)
+        await ch.declare_queue(DESTINATIONS_QUEUE, durable=True, arguments=self._durable_args)
         for name, kind in (
             (COMPLETIONS, aio_pika.ExchangeType.FANOUT),
             (HEALTH, aio_pika.ExchangeType.FANOUT),
@@ -122,7 +127,7 @@ class Broker:
             (FEEDS_EXCHANGE, aio_pika.ExchangeType.FANOUT),
         ):
             self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
-        fires = await ch.declare_queue(FIRES_QUEUE, durable=True, arguments=_DURABLE_WORK_ARGS)
+        fires = await ch.declare_queue(FIRES_QUEUE, durable=True, arguments=self._durable_args)
         await fires.bind(self._exchanges[EVENTS], routing_key="#")
         self._exchanges[""] = ch.default_exchange
 
@@ -132,6 +137,7 @@ class Broker:
         since RabbitMQ expires messages only at a queue's head."""
         name = f"ft.delay.{delay_ms}"
         await self._channel.declare_queue(name, durable=True, arguments={
+            **self._queue_type,
             "x-message-ttl": delay_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": ACTIVATIONS,
@@ -140,7 +146,7 @@ class Broker:
 
     async def declare_invoker_queue(self, invoker_id: str) -> str:
         name = invoker_queue(invoker_id)
-        await self._channel.declare_queue(name, durable=True, arguments=_DURABLE_WORK_ARGS)
+        await self._channel.declare_queue(name, durable=True, arguments=self._durable_args)
         return name
 
     # -- publishing --------------------------------------------------------------------------

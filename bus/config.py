@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FT_", env_nested_delimiter="__")
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # On a RabbitMQ cluster: every durable queue the platform declares is a quorum queue
+    # (replicated on a majority of the nodes). Every process of a cluster must agree.
+    quorum_queues: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # gateway

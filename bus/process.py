@@ -31,7 +31,8 @@ def stop_on_signals() -> asyncio.Event:
 async def connections(settings: Settings, name: str) -> AsyncIterator[tuple[Store, Broker]]:
     store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
     try:
-        broker = await Broker.connect(settings.amqp_url, name=name)
+        broker = await Broker.connect(settings.amqp_url, name=name,
+                                      quorum=settings.quorum_queues)
         try:
             yield store, broker
         finally:

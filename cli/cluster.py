@@ -45,7 +45,8 @@ class LocalCluster:
     metrics_base_port: int | None = None
     metrics_ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # name -> (component, extra environment, launcher): how to start it again.
+    specs: dict[str, tuple[str, dict[str, str], list[str]]] = field(default_factory=dict)
 
     @property
     def api_host(self) -> str:
@@ -65,15 +66,17 @@ class LocalCluster:
         self.metrics_ports[name] = port
         return {"FT_METRICS_PORT": str(port)}
 
-    def spawn(self, name: str, component: str, extra: dict[str, str] | None = None) -> None:
-        """Start ``component`` as child ``name`` (its log appended to ``<name>.log``)."""
-        self.specs[name] = (component, dict(extra or {}))
+    def spawn(self, name: str, component: str, extra: dict[str, str] | None = None,
+              launcher: list[str] | None = None) -> None:
+        """Start ``component`` as child ``name`` (its log appended to ``<name>.log``);
+        ``launcher`` prefixes its command (``nsenter`` onto a test host, cli/hosts.py)."""
+        self.specs[name] = (component, dict(extra or {}), list(launcher or []))
         out: IO[bytes] | None = None
         if self.log_dir is not None:
             out = open(self.log_path(name), "ab")
         try:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-c", COMPONENTS[component]],
+                [*(launcher or []), sys.executable, "-c", COMPONENTS[component]],
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(extra or {})},
                 stdout=out, stderr=subprocess.STDOUT if out else None,
                 process_group=0 if self.own_process_groups else None,
@@ -84,8 +87,8 @@ class LocalCluster:
 
     def restart(self, name: str) -> None:
         """Start child ``name`` again as it was first started (after it exited)."""
-        component, extra = self.specs[name]
-        self.spawn(name, component, extra)
+        component, extra, launcher = self.specs[name]
+        self.spawn(name, component, extra, launcher)
 
     def log_path(self, name: str) -> Path:
         assert self.log_dir is not None

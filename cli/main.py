@@ -11,6 +11,7 @@ from cli import commands_activations as activations
 from cli import commands_property as properties
 from cli import commands_server as server
 from cli.client import ApiUnreachable
+from cli.commands_hosts import add_hosts_commands
 from cli.commands_top import add_top_command
 from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from cli.parser_admin import add_admin_commands, add_namespace_commands, add_poll_command
@@ -345,6 +346,7 @@ def build_parser() -> Parser:
     _add_property_commands(subparsers)
     _add_server_commands(subparsers)
     add_top_command(subparsers, common)
+    add_hosts_commands(subparsers)
     return parser
 
 

@@ -266,7 +266,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     if stop is None:
         stop = stop_on_signals()
     store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
-    broker = await Broker.connect(settings.amqp_url, name="ft-gateway")
+    broker = await Broker.connect(settings.amqp_url, name="ft-gateway",
+                                  quorum=settings.quorum_queues)
     runner: web.AppRunner | None = None
     tracer = Tracer("gateway")
     try:
