@@ -24,6 +24,10 @@ class Sizes:
     callers: int = 16
     async_invokes: int = 5000
     in_flight: int = 32
+    # Metrics on and off on twin clusters: a few percent, which this machine's run-to-run
+    # noise (10-20 % between bursts) hides unless both sides take many turns.
+    metrics_turns: int = 8
+    metrics_invokes: int = 2000  # per turn and side
     first_invokes: int = 5  # stem-cell starts, and cold starts
     many_actions: int = 100
     many_invokes: int = 2000  # per side of "1 vs many actions", pool with room
@@ -40,7 +44,8 @@ FULL = Sizes()
 SMOKE = Sizes(floor_round_trips=50, server_requests_per_conn=20, container_starts=1, pauses=2,
               sandboxes=2, celery_latency=20, celery_tasks=100, latency_turns=2,
               throughput_turns=1, sequential=20, concurrent=32,
-              callers=2, async_invokes=100, in_flight=2, first_invokes=1, many_actions=2,
+              callers=2, async_invokes=100, in_flight=2, metrics_turns=2, metrics_invokes=50,
+              first_invokes=1, many_actions=2,
               many_invokes=40, no_room_invokes=20, no_room_memory_mb=512, timeout_s=60)
 
 

@@ -53,6 +53,7 @@ class Suite:
         await self.floors()
         async with self._celery() as celery:
             await self.cluster_with_room(celery)
+        await self.metrics_cost()
         await self.cluster_without_room()
         await self.sandbox_clusters()
         self.progress.update("benchmark sections", len(SECTIONS), len(SECTIONS))
@@ -115,18 +116,13 @@ class Suite:
                         cluster, s.first_invokes, 256, stem_cells=stem_cells))
             await measure("platform", "warm blocking, concurrent",
                           through_gateway.warm_concurrent(bc, s.concurrent, s.callers))
-            # The same cluster with FT_METRICS_ENABLED=false beside it: what counting every
-            # activation (samples to the gateways, prometheus_client) costs in throughput.
-            async with running_cluster("ft-bench-nometrics", stem_cells=STEM_CELLS,
-                                       user_memory_mb=s.room_memory_mb,
-                                       extra_env={"FT_METRICS_ENABLED": "false"}) as quiet:
-                sampler = PeakSampler(bc)
-                sampler.start()
-                try:
-                    await measure("platform", "async throughput",
-                                  self._throughput_in_turns(bc, celery, quiet))
-                finally:
-                    self.results["memory"]["under load"] = await sampler.stop()
+            sampler = PeakSampler(bc)
+            sampler.start()
+            try:
+                await measure("platform", "async throughput",
+                              self._throughput_in_turns(bc, celery))
+            finally:
+                self.results["memory"]["under load"] = await sampler.stop()
             await measure("memory", "idle after load", snapshot(bc))
             await self._many(bc, "room", s.many_invokes)
 
@@ -152,29 +148,52 @@ class Suite:
         return {**ours.summary(), "turns": s.latency_turns}
 
     async def _throughput_in_turns(
-        self, bc: BenchCluster, celery: CeleryPeer | None, quiet: BenchCluster
+        self, bc: BenchCluster, celery: CeleryPeer | None
     ) -> dict[str, Any]:
-        """Non-blocking invokes until their records exist, Celery's live tasks, and the same
-        invokes on the cluster without metrics (``quiet``), in turns."""
+        """Non-blocking invokes until their records exist, and Celery's live tasks, in turns."""
         s = self.sizes
         per_turn = max(1, s.async_invokes // s.throughput_turns)
         name = await through_gateway.async_action(bc, per_turn, s.in_flight, s.timeout_s)
-        quiet_name = await through_gateway.async_action(quiet, per_turn, s.in_flight,
-                                                        s.timeout_s)
-        ours, theirs, without_metrics = [], [], []
+        ours, theirs = [], []
         for _ in range(s.throughput_turns):
             if celery is not None:
                 theirs.append(await celery.live(max(1, s.celery_tasks // s.throughput_turns)))
             ours.append(await through_gateway.async_burst(
                 bc, [name], per_turn, s.in_flight, s.timeout_s))
-            without_metrics.append(await through_gateway.async_burst(
-                quiet, [quiet_name], per_turn, s.in_flight, s.timeout_s))
         if theirs:
             self.results["celery"]["live no-op tasks -P prefork -c 2"] = turns_together(
                 theirs, ("tasks", "enqueue_s", "errors"), done="done")
-        self.results["platform"]["async throughput, metrics off"] = \
-            through_gateway.bursts_together(without_metrics)
         return through_gateway.bursts_together(ours)
+
+    async def metrics_cost(self) -> None:
+        """What counting every activation costs (samples to the gateways, prometheus_client):
+        async throughput on twin fresh clusters, one with FT_METRICS_ENABLED=false, in turns
+        (twins, so neither carries the other's history of containers and actions)."""
+        s = self.sizes
+        twins = {"on": {}, "off": {"FT_METRICS_ENABLED": "false"}}
+        async with running_cluster("ft-bench-metrics-on", stem_cells=STEM_CELLS,
+                                   user_memory_mb=s.room_memory_mb,
+                                   extra_env=twins["on"]) as on, \
+                running_cluster("ft-bench-metrics-off", stem_cells=STEM_CELLS,
+                                user_memory_mb=s.room_memory_mb, extra_env=twins["off"]) as off:
+            await self.measure("platform", "metrics cost", self._on_and_off(on, off))
+
+    async def _on_and_off(self, on: BenchCluster, off: BenchCluster) -> dict[str, Any]:
+        s = self.sizes
+        per_turn = s.metrics_invokes
+        clusters = {"on": on, "off": off}
+        names = {label: await through_gateway.async_action(bc, per_turn, s.in_flight,
+                                                          s.timeout_s)
+                 for label, bc in clusters.items()}
+        bursts: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+        for turn in range(s.metrics_turns):
+            # Alternate who goes first: a machine that speeds up or slows down within a turn
+            # favours neither.
+            for label in ("on", "off") if turn % 2 == 0 else ("off", "on"):
+                bursts[label].append(await through_gateway.async_burst(
+                    clusters[label], [names[label]], per_turn, s.in_flight, s.timeout_s))
+        return {label: through_gateway.bursts_together(found)
+                for label, found in bursts.items()}
 
     async def cluster_without_room(self) -> None:
         s = self.sizes

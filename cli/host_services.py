@@ -91,8 +91,12 @@ class RabbitCluster:
         if not cookie.exists():
             cookie.write_text(secrets.token_hex(20))
             cookie.chmod(0o400)
-        lines = [f'{{host, {{{host.address.replace(".", ",")}}}, ["{host.name}"]}}.'
-                 for host in self.network.hosts]
+        # rabbitmqctl is an Erlang node too, named after this machine; it always runs on the
+        # first host (``ctl``), so that is where the nodes must find it when they answer.
+        names = {host: [host.name] for host in self.network.hosts}
+        names[self.hosts[0]].append(socket.gethostname())
+        lines = [f'{{host, {{{host.address.replace(".", ",")}}}, {json.dumps(aliases)}}}.'
+                 for host, aliases in names.items()]
         self._inetrc.write_text("\n".join([*lines, "{lookup, [file, native]}.", ""]))
         for host in self.hosts:
             self._configure(host)
@@ -134,9 +138,10 @@ class RabbitCluster:
             log.close()
 
     def ctl(self, host: Host, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """rabbitmqctl against ``host``'s node, from that host."""
+        """rabbitmqctl against ``host``'s node, run on the first host (see ``start``)."""
         return subprocess.run(
-            host.command([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node(host), *args]),
+            self.hosts[0].command([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node(host),
+                                   *args]),
             env=self._env(), capture_output=True, text=True, timeout=timeout)
 
     def running_nodes(self, host: Host) -> list[str]:
