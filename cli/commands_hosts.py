@@ -15,6 +15,7 @@ from bus.config import get_settings
 from cli.errors import EXIT_OK
 from cli.host_cluster import HostCluster
 from cli.hosts import HostNetwork, HostsError
+from cli.services import ServiceError
 
 EXIT_FAILED = 1
 
@@ -29,7 +30,7 @@ def hosts_up(args: argparse.Namespace) -> int:
           f"{base / 'logs'}, RabbitMQ's in {base / 'rabbitmq'})", flush=True)
     try:
         cluster.start(args.invokers)
-    except (HostsError, OSError) as exc:
+    except (HostsError, ServiceError, OSError) as exc:
         print(f"error: {exc}\n{cluster.processes.logs(1500)}", file=sys.stderr)
         return EXIT_FAILED
     auth = f"{settings.guest_uuid}:{settings.guest_key}"

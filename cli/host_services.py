@@ -17,23 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.hosts import Host, HostNetwork, HostsError
+from cli.hosts import Host, HostNetwork
+from cli.services import amqp_ready, wait_until
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 AMQP_PORT = 5672
 REDIS_PORT = 6379
 # As `ft services up` sets it: a throttled event may wait its namespace's window for hours.
 CONSUMER_TIMEOUT_MS = 7 * 3600 * 1000
-
-
-def amqp_answers(address: str, port: int = AMQP_PORT) -> bool:
-    """The broker at ``address`` answers the protocol header with Connection.Start."""
-    try:
-        with socket.create_connection((address, port), timeout=1) as s:
-            s.sendall(b"AMQP\x00\x00\x09\x01")
-            return s.recv(1) == b"\x01"
-    except OSError:
-        return False
 
 
 def redis_answers(address: str, port: int = REDIS_PORT) -> bool:
@@ -43,14 +34,6 @@ def redis_answers(address: str, port: int = REDIS_PORT) -> bool:
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def wait_until(ready: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise HostsError(f"{what} not ready within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -103,7 +86,7 @@ class RabbitCluster:
         for host in self.hosts:
             self.start_node(host)
         for host in self.hosts:
-            wait_until(lambda h=host: amqp_answers(h.address), f"RabbitMQ on {host.name}",
+            wait_until(lambda h=host: amqp_ready(AMQP_PORT, h.address), f"RabbitMQ on {host.name}",
                        timeout)
         wait_until(lambda: len(self.running_nodes(self.hosts[0])) == len(self.hosts),
                    "the RabbitMQ cluster", timeout)

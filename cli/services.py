@@ -29,10 +29,10 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def amqp_ready(port: int = 5672) -> bool:
+def amqp_ready(port: int = 5672, host: str = "127.0.0.1") -> bool:
     """The broker answers the AMQP protocol header with Connection.Start (a method frame)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        with socket.create_connection((host, port), timeout=1) as s:
             s.sendall(b"AMQP\x00\x00\x09\x01")
             return s.recv(1) == b"\x01"
     except OSError:
@@ -52,7 +52,7 @@ def _docker_ready() -> bool:
         return False
 
 
-def _wait(ready: Callable[[], bool], what: str, timeout: float) -> None:
+def wait_until(ready: Callable[[], bool], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
@@ -79,7 +79,7 @@ def ensure_redis(say: Callable[[str], None]) -> None:
          "--pidfile", str(STATE_DIR / "redis.pid"), "--logfile", str(data / "redis.log")],
         check=True,
     )
-    _wait(lambda: _port_open(6379), "Redis", 20)
+    wait_until(lambda: _port_open(6379), "Redis", 20)
 
 
 def ensure_rabbitmq(say: Callable[[str], None]) -> None:
@@ -92,7 +92,7 @@ def ensure_rabbitmq(say: Callable[[str], None]) -> None:
            f"-rabbit consumer_timeout {CONSUMER_TIMEOUT_MS}"}
     subprocess.run([_require("rabbitmq-server", "rabbitmq-server"), "-detached"], check=True,
                    capture_output=True, env=env)
-    _wait(amqp_ready, "RabbitMQ", 90)
+    wait_until(amqp_ready, "RabbitMQ", 90)
 
 
 def ensure_docker(say: Callable[[str], None]) -> None:
@@ -109,7 +109,7 @@ def ensure_docker(say: Callable[[str], None]) -> None:
             stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
         )
     (STATE_DIR / "dockerd.pid").write_text(str(proc.pid))
-    _wait(_docker_ready, "the Docker engine", 60)
+    wait_until(_docker_ready, "the Docker engine", 60)
 
 
 def ensure_all(say: Callable[[str], None] = print) -> None:
