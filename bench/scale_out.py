@@ -34,6 +34,8 @@ from cli.services import ensure_docker
 from runtimes.build import build_images
 
 STEPS = (1, 2, 4)
+PARTITION_S = 20.0  # beyond invoker_dead_after_s (10 s): the initializers drain its queue
+FAULT_SETTLE_S = 180.0
 TARGETS = {2: 1.8, 4: 3.2}
 
 
@@ -78,11 +80,60 @@ async def measure(cluster: HostCluster, args: argparse.Namespace) -> dict[str, A
             steps[str(invokers)] = burst
             print(f".. {invokers} invoker(s): {burst['per_s']} /s, errors {burst['errors']}, "
                   f"starts {burst['starts']}", flush=True)
+        steps["faults"] = {"invoker_partitioned": await invoker_partitioned(
+            cluster, bench, name, args)}
+        print(f".. invoker host partitioned: {steps['faults']['invoker_partitioned']}",
+              flush=True)
     finally:
         await http.close()
         await broker.close()
         await store.close()
     return steps
+
+
+async def invoker_partitioned(
+    cluster: HostCluster, bench: BenchCluster, name: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Steady non-blocking load; meanwhile the last invoker host is cut off the network (its
+    veth down) for PARTITION_S, longer than the initializers wait before they call it down
+    and hand its queue to the others, then healed. Every accepted activation must end with
+    exactly one record."""
+    host = cluster.network.hosts[-1]
+    accepted: list[str] = []
+    gate = asyncio.Semaphore(args.in_flight)
+
+    async def one() -> None:
+        async with gate:
+            activation_id = await bench.invoke_async(name)
+            if activation_id is not None:
+                accepted.append(activation_id)
+
+    started = time.monotonic()
+    load = asyncio.gather(*(one() for _ in range(args.invokes)))
+    await asyncio.sleep(1.0)
+    cluster.network.partition(host.name)
+    try:
+        await asyncio.sleep(PARTITION_S)
+    finally:
+        cluster.network.heal(host.name)
+    await load
+    deadline = time.monotonic() + FAULT_SETTLE_S
+    while True:
+        found = [await bench.store.get_record(a) for a in accepted]
+        missing = [a for a, r in zip(accepted, found, strict=True) if r is None]
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    records = [r for r in found if r is not None]
+    return {"accepted": len(accepted), "lost": len(missing),
+            # The store keeps the first record of an id: two would be two ids for one.
+            "duplicated": len(records) - len({r.activationId for r in records}),
+            "failed": sum(1 for r in records if not r.response.success),
+            "host": host.name, "partitioned_s": PARTITION_S,
+            "all_records_after_s": round(time.monotonic() - started, 1),
+            "by_invoker": _by_invoker(records),
+            # Ran again elsewhere after its first invoker was cut off (a later attempt).
+            "attempted_again": sum(1 for r in records if r.attempts > 1)}
 
 
 def _by_invoker(records: list[Any]) -> dict[str, int]:
@@ -93,6 +144,7 @@ def _by_invoker(records: list[Any]) -> dict[str, int]:
 
 
 def report(steps: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    faults = steps.pop("faults", {})
     one = steps["1"]["per_s"]
     rows = [f"{'invokers':>8} {'activations/s':>14} {'x one':>6} {'target':>7} {'errors':>7}  "
             "warm share"]
@@ -107,8 +159,14 @@ def report(steps: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         rows.append(f"{invokers:>8} {burst['per_s']:>14.1f} {ratio:>6.2f} "
                     f"{(f'{target}x ' + verdict) if target else '':>7} {burst['errors']:>7}  "
                     f"{warm:.0%}")
+    for fault, outcome in faults.items():
+        verdicts[fault] = "pass" if outcome["lost"] == 0 and outcome["duplicated"] == 0 \
+            else "miss"
+        rows.append(f"fault {fault}: accepted {outcome['accepted']}, lost {outcome['lost']}, "
+                    f"duplicated {outcome['duplicated']}, failed {outcome['failed']}")
     print("\n".join(rows))
     return {
+        "faults": faults,
         "rate_by_invokers": {k: v["per_s"] for k, v in steps.items()},
         "steps": steps,
         "targets": verdicts,
