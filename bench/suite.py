@@ -170,12 +170,11 @@ class Suite:
         async throughput on twin fresh clusters, one with FT_METRICS_ENABLED=false, in turns
         (twins, so neither carries the other's history of containers and actions)."""
         s = self.sizes
-        twins = {"on": {}, "off": {"FT_METRICS_ENABLED": "false"}}
         async with running_cluster("ft-bench-metrics-on", stem_cells=STEM_CELLS,
-                                   user_memory_mb=s.room_memory_mb,
-                                   extra_env=twins["on"]) as on, \
+                                   user_memory_mb=s.room_memory_mb) as on, \
                 running_cluster("ft-bench-metrics-off", stem_cells=STEM_CELLS,
-                                user_memory_mb=s.room_memory_mb, extra_env=twins["off"]) as off:
+                                user_memory_mb=s.room_memory_mb,
+                                extra_env={"FT_METRICS_ENABLED": "false"}) as off:
             await self.measure("platform", "metrics cost", self._on_and_off(on, off))
 
     async def _on_and_off(self, on: BenchCluster, off: BenchCluster) -> dict[str, Any]:

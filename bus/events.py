@@ -110,6 +110,11 @@ class FeedDoc(BaseModel):
     def key(self) -> str:
         return f"{self.namespace}/{self.trigger}"
 
+    @property
+    def dead_letters(self) -> str:
+        """Where a queue feed's messages go once their retries are spent."""
+        return self.dead_letter_queue or f"{self.queue}.dlq"
+
 
 class FeedChanged(BaseModel):
     """Fanout ``ft.feeds``: a feed was created, updated or deleted; initializers re-read it."""

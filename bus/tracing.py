@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -73,16 +73,27 @@ class Tracer:
         if self._provider is not None:
             self._provider.shutdown()
 
-    @contextmanager
+    @classmethod
+    def off(cls, service: str) -> Tracer:
+        """No spans whatever the environment says (services built in tests, in-process)."""
+        return cls(service, endpoint="")
+
     def span(
         self, name: str, traceparent: str | None, *, kind: str = "internal",
         attributes: Mapping[str, str | int | bool] | None = None,
-    ) -> Iterator[Span]:
+    ) -> AbstractContextManager[Span]:
         """A span, child of ``traceparent``; ``.traceparent`` is what to hand on (the span's
-        own context, or ``traceparent`` itself when tracing is off)."""
+        own context, or ``traceparent`` itself when tracing is off). Off, this is on every
+        activation's path: a ready-made context, no generator."""
         if not self.enabled:
-            yield Span(None, traceparent)
-            return
+            return nullcontext(Span(None, traceparent))
+        return self._recorded(name, traceparent, kind, attributes or {})
+
+    @contextmanager
+    def _recorded(
+        self, name: str, traceparent: str | None, kind: str,
+        attributes: Mapping[str, str | int | bool],
+    ) -> Iterator[Span]:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -90,7 +101,7 @@ class Tracer:
         parent = propagator.extract({"traceparent": traceparent}) if traceparent else None
         span_kind = getattr(trace.SpanKind, kind.upper())
         with self._tracer.start_as_current_span(name, context=parent, kind=span_kind,
-                                                attributes=dict(attributes or {})) as span:
+                                                attributes=dict(attributes)) as span:
             carrier: dict[str, str] = {}
             propagator.inject(carrier, context=trace.set_span_in_context(span))
             yield Span(span, carrier.get("traceparent", traceparent))

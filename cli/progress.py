@@ -21,6 +21,7 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self._stage: str | None = None
         self._stage_started = time.monotonic()
+        self._last: tuple[str, int, int | None] | None = None  # the stage's latest update
         self._drawn = False
 
     def __call__(self, text: str) -> None:
@@ -52,8 +53,6 @@ class Progress:
         self._clear()
 
     # -- drawing -------------------------------------------------------------------------------
-
-    _last: tuple[str, int, int | None] | None = None
 
     def _finish_stage(self) -> None:
         if self._stage is None:

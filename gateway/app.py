@@ -192,9 +192,7 @@ async def _on_startup(app: web.Application) -> None:
     await app[INVALIDATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
-    await app[CLUSTER].start()
-    if DIRECT in app:
-        await app[DIRECT].start()
+    await app[CLUSTER].start()  # heartbeats too: the direct path routes by them
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
 
 
@@ -248,12 +246,13 @@ def build_app(
         clear=[auth_cache.clear, actions.clear])
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
-    app[CLUSTER] = ClusterView(broker, enabled=settings.metrics_enabled)
+    cluster = app[CLUSTER] = ClusterView(broker, enabled=settings.metrics_enabled)
     gateway_metrics = app[GATEWAY_METRICS] = GatewayMetrics()
-    app[TRACER] = tracer or Tracer("gateway", endpoint="")
+    app[TRACER] = tracer or Tracer.off("gateway")
     app[COUNT_RESPONSE] = gateway_metrics.count_response
     if settings.direct_path:
-        app[DIRECT] = DirectPath(broker, settings.heartbeat_interval_s)
+        direct = app[DIRECT] = DirectPath(settings.heartbeat_interval_s)
+        cluster.beats.listen(direct.saw)
     _add_routes(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

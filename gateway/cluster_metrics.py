@@ -1,5 +1,5 @@
 """What a gateway knows of the whole cluster: every finished activation's sample (fanout
-``ft.metrics``) and every invoker's heartbeat (fanout ``ft.health``).
+``ft.metrics``) and every invoker's heartbeat (``gateway.heartbeats``).
 
 From the samples come OpenWhisk's user-events metrics, with OpenWhisk's names and labels so
 its Grafana dashboards can be pointed at ``/metrics`` (``openwhisk_action_activations_total``
@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bus.broker import HEALTH, METRICS, Broker
+from bus.broker import METRICS, Broker
 from bus.codec import unpack
-from bus.models import ActivationSample, ActivationSamples, Heartbeat
+from bus.models import ActivationSample, ActivationSamples
 from bus.samples import STATUS_LABELS
 from gateway.activity import Activity
+from gateway.heartbeats import InvokerBeats
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +102,20 @@ class ClusterView:
         self.registry = CollectorRegistry()
         self.actions = ActionMetrics(self.registry)
         self.activity = Activity()
-        self.heartbeats: dict[str, Heartbeat] = {}
+        self.beats = InvokerBeats(broker)
         self.closing = asyncio.Event()  # set when the gateway stops: dashboard streams end
-        self._queues: list[AbstractQueue] = []
+        self._samples: AbstractQueue | None = None
 
     async def start(self) -> None:
-        if not self.enabled:
-            return
-        self._queues = [
-            await self.broker.consume(None, self._on_samples, prefetch=256, bind_to=METRICS,
-                                      auto_ack=True),
-            await self.broker.consume(None, self._on_heartbeat, prefetch=64, bind_to=HEALTH,
-                                      auto_ack=True),
-        ]
+        await self.beats.start()
+        if self.enabled:
+            self._samples = await self.broker.consume(None, self._on_samples, prefetch=256,
+                                                      bind_to=METRICS, auto_ack=True)
 
     async def close(self) -> None:
-        for queue in self._queues:
-            await self.broker.stop_consuming(queue)
+        await self.beats.close()
+        if self._samples is not None:
+            await self.broker.stop_consuming(self._samples)
 
     async def _on_samples(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -128,11 +126,3 @@ class ClusterView:
         for sample in samples:
             self.actions.count(sample)
             self.activity.add(sample)
-
-    async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:
-        try:
-            beat = unpack(message.body, Heartbeat)
-        except Exception:
-            log.exception("undecodable heartbeat dropped")
-            return
-        self.heartbeats[beat.invoker_id] = beat

@@ -18,16 +18,12 @@ What can go wrong, and what the caller (``gateway.invoke``) does about it:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-
-from bus.broker import HEALTH, Broker
 from bus.codec import pack, unpack
 from bus.frames import frame, read_frame
 from bus.models import ActivationRecord, ActivationRequest, DirectAnswer, Heartbeat
@@ -133,19 +129,14 @@ class _Link:
 
 
 class DirectPath:
-    def __init__(self, broker: Broker, heartbeat_interval_s: float) -> None:
-        self.broker = broker
+    """Fed every heartbeat through ``saw`` (gateway.heartbeats)."""
+
+    def __init__(self, heartbeat_interval_s: float) -> None:
         self.stale_after_s = STALE_BEATS * heartbeat_interval_s
         self._invokers: dict[str, _Invoker] = {}
         self._last_ran: OrderedDict[str, str] = OrderedDict()  # action key -> invoker id
         self._links: dict[str, _Link] = {}
-        self._queue: AbstractQueue | None = None
         self._released = False
-
-    async def start(self) -> None:
-        # Heartbeats are advisory (the next one says it all again): taken without acks.
-        self._queue = await self.broker.consume(None, self._on_heartbeat, prefetch=256,
-                                                bind_to=HEALTH, auto_ack=True)
 
     def release_all(self) -> None:
         """Shutdown: answers still awaited are given up (their activations are then published
@@ -155,21 +146,14 @@ class DirectPath:
             link.release()
 
     async def close(self) -> None:
-        if self._queue is not None:
-            with contextlib.suppress(Exception):
-                await self.broker.stop_consuming(self._queue)
         for link in self._links.values():
             link.close()
             if link.reading is not None:
                 link.reading.cancel()
 
-    async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:
-        try:
-            beat = unpack(message.body, Heartbeat)
-            self._invokers[beat.invoker_id] = _Invoker(
-                beat.direct, time.monotonic(), beat.draining, frozenset(beat.warm))
-        except Exception:
-            log.exception("undecodable heartbeat")
+    def saw(self, beat: Heartbeat) -> None:
+        self._invokers[beat.invoker_id] = _Invoker(
+            beat.direct, time.monotonic(), beat.draining, frozenset(beat.warm))
 
     def ran(self, action_key: str, record: ActivationRecord) -> None:
         """Remember where an action just ran: its container is warm there now."""

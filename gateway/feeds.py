@@ -83,7 +83,7 @@ async def _declare_queues(app: web.Application, feed: FeedDoc) -> None:
     connection = app[BROKER].connection
     try:
         await ensure_queue(connection, feed.queue)
-        await ensure_queue(connection, feed.dead_letter_queue or f"{feed.queue}.dlq")
+        await ensure_queue(connection, feed.dead_letters)
     except aiormq.exceptions.AMQPError as exc:  # refused by the broker: the name, say
         raise FeedError(f"queue '{feed.queue}' cannot be used: {exc}") from exc
     except Exception as exc:

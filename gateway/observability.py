@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bus.broker import Broker
 from bus.events import FeedDoc
 from bus.models import ActivationRecord
 from bus.samples import STATUS_LABELS
@@ -98,12 +99,11 @@ async def _feeds(request: web.Request, namespaces: list[str] | None) -> list[dic
     return [await _feed_entry(broker, doc) for doc in docs]
 
 
-async def _feed_entry(broker: Any, doc: FeedDoc) -> dict[str, Any]:
+async def _feed_entry(broker: Broker, doc: FeedDoc) -> dict[str, Any]:
     entry: dict[str, Any] = {"namespace": doc.namespace, "trigger": doc.trigger,
                              "kind": doc.kind, "queue": doc.queue}
     if doc.kind == "queue" and doc.queue:
-        dead_letters = doc.dead_letter_queue or f"{doc.queue}.dlq"
-        for field, queue in (("waiting", doc.queue), ("dead_letters", dead_letters)):
+        for field, queue in (("waiting", doc.queue), ("dead_letters", doc.dead_letters)):
             try:
                 entry[field] = await broker.backlog(queue)
             except Exception:  # not declared (yet): nothing waits there
@@ -112,10 +112,7 @@ async def _feed_entry(broker: Any, doc: FeedDoc) -> dict[str, Any]:
 
 
 def _invokers(request: web.Request, states: dict[str, str]) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    beats = request.app[CLUSTER].heartbeats
-    for invoker_id in [i for i, b in beats.items() if now - b.at > FORGET_INVOKER_AFTER_MS]:
-        del beats[invoker_id]
+    beats = request.app[CLUSTER].beats.recent(FORGET_INVOKER_AFTER_MS)
     out = []
     for invoker_id in sorted(set(states) | set(beats)):
         beat = beats.get(invoker_id)

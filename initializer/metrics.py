@@ -64,12 +64,15 @@ class InitializerMetrics:
         feed is run by one initializer, so each is reported once)."""
         while True:
             await asyncio.sleep(FEED_LAG_INTERVAL_S)
+            depths: dict[tuple[str, str], tuple[int, int]] = {}
+            for runner in list(feeds.runners.values()):
+                with contextlib.suppress(Exception):
+                    depths[runner.doc.namespace, runner.doc.trigger] = (
+                        await broker.backlog(runner.queue_name),
+                        await broker.backlog(runner.dead_letter_queue))
+            # Replaced at once, so a scrape never sees them half gone.
             for gauge in (self.feed_waiting, self.feed_dead_letters):
                 gauge.clear()
-            for runner in list(feeds.runners.values()):
-                labels = (runner.doc.namespace, runner.doc.trigger)
-                with contextlib.suppress(Exception):
-                    self.feed_waiting.labels(*labels).set(
-                        await broker.backlog(runner.queue_name))
-                    self.feed_dead_letters.labels(*labels).set(
-                        await broker.backlog(runner.dead_letter_queue))
+            for labels, (waiting, dead) in depths.items():
+                self.feed_waiting.labels(*labels).set(waiting)
+                self.feed_dead_letters.labels(*labels).set(dead)

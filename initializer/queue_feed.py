@@ -52,7 +52,7 @@ class QueueFeedRunner:
             raise ValueError(f"queue feed {doc.key} names no queue")
         self.doc = doc
         self.queue_name = doc.queue
-        self.dead_letter_queue = doc.dead_letter_queue or f"{doc.queue}.dlq"
+        self.dead_letter_queue = doc.dead_letters
         self.broker = broker
         self.store = store
         self.fanout = fanout

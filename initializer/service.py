@@ -71,7 +71,7 @@ class Initializer:
         self, settings: Settings, store: Store, broker: Broker, tracer: Tracer | None = None
     ) -> None:
         self.id = new_initializer_id()
-        self.tracer = tracer or Tracer("initializer", endpoint="")
+        self.tracer = tracer or Tracer.off("initializer")
         self.settings = settings
         self.store = store
         self.broker = broker

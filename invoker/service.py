@@ -84,7 +84,7 @@ class Invoker:
         self._queue: AbstractQueue | None = None
         self._stem_cell_errors: dict[str, float] = {}
         self.draining = False
-        self.tracer = tracer or Tracer("invoker", endpoint="")
+        self.tracer = tracer or Tracer.off("invoker")
         self.registry = registry or new_registry()
         self.metrics = InvokerMetrics(self.registry, self.pool)
         samples = SamplePublisher(broker, self.id, enabled=settings.metrics_enabled)
