@@ -1,13 +1,19 @@
 """Scale-out: throughput of an I/O-bound action (it sleeps) with 1, 2 and 4 invoker hosts, on a
 cluster spread over test hosts (cli/host_cluster.py: three RabbitMQ nodes with quorum queues,
-Redis with a replica, one invoker per host). Builds the hosts itself and removes them when done;
-prints a table and writes JSON.
+Redis with a replica and Sentinels, one invoker per host). Builds the hosts itself and removes
+them when done; prints a table and writes JSON.
 
     .venv/bin/python -m bench.scale_out [--json PATH] [--invokes 1200] [--sleep-ms 50]
 
 Each invoker has ``--memory`` MB for 128 MB containers (default 512: four at a time), so one
 invoker's ceiling is 4 / sleep; the target is 1.8x the one-invoker rate with two and 3.2x with
-four. Throttles are lifted as for every benchmark (the cluster's settings)."""
+four. Throttles are lifted as for every benchmark (the cluster's settings).
+
+Then three faults, each under a steady load of ``--invokes`` calls over 30 s: an invoker host
+partitioned (its veth down for 20 s), the RabbitMQ node leading ``ft.activations`` killed
+(SIGKILL, down 15 s, then started again), the Redis primary killed (the Sentinels promote the
+replica; the old primary comes back as its replica). Each counts accepted, lost and duplicated
+activations: every accepted one must end with exactly one record."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,7 @@ import uvloop
 
 from bench.cluster import BenchCluster, Services
 from bench.through_gateway import async_burst
-from bus.broker import Broker
+from bus.broker import ACTIVATIONS, Broker
 from bus.config import GUEST_KEY, GUEST_UUID
 from bus.store import Store
 from cli.host_cluster import HostCluster
@@ -35,6 +42,9 @@ from runtimes.build import build_images
 
 STEPS = (1, 2, 4)
 PARTITION_S = 20.0  # beyond invoker_dead_after_s (10 s): the initializers drain its queue
+NODE_DOWN_S = 15.0
+FAULT_LOAD_S = 30.0  # each fault strikes under a steady load this long
+FAILOVER_WAIT_S = 60.0
 FAULT_SETTLE_S = 180.0
 TARGETS = {2: 1.8, 4: 3.2}
 
@@ -56,7 +66,7 @@ def sleeper(ms: int) -> str:
 
 
 async def measure(cluster: HostCluster, args: argparse.Namespace) -> dict[str, Any]:
-    services = Services(cluster.rabbit.url(cluster.network.hosts[0]), cluster.redis.url)
+    services = Services(cluster.rabbit.urls(cluster.network.hosts[0]), cluster.redis.url)
     store = Store.from_url(services.redis_url)
     broker = await Broker.connect(services.amqp_url, name="scale-out-watch", quorum=True)
     auth = {"Authorization": aiohttp.encode_basic_auth(GUEST_UUID, GUEST_KEY)}
@@ -80,10 +90,12 @@ async def measure(cluster: HostCluster, args: argparse.Namespace) -> dict[str, A
             steps[str(invokers)] = burst
             print(f".. {invokers} invoker(s): {burst['per_s']} /s, errors {burst['errors']}, "
                   f"starts {burst['starts']}", flush=True)
-        steps["faults"] = {"invoker_partitioned": await invoker_partitioned(
-            cluster, bench, name, args)}
-        print(f".. invoker host partitioned: {steps['faults']['invoker_partitioned']}",
-              flush=True)
+        faults = steps["faults"] = {}
+        for fault, inject in (("invoker_partitioned", partition_invoker),
+                              ("rabbitmq_node_killed", kill_rabbitmq_leader),
+                              ("redis_primary_killed", kill_redis_primary)):
+            faults[fault] = await under_fault(bench, name, args, lambda i=inject: i(cluster))
+            print(f".. {fault}: {faults[fault]}", flush=True)
     finally:
         await http.close()
         await broker.close()
@@ -91,31 +103,40 @@ async def measure(cluster: HostCluster, args: argparse.Namespace) -> dict[str, A
     return steps
 
 
-async def invoker_partitioned(
-    cluster: HostCluster, bench: BenchCluster, name: str, args: argparse.Namespace
+async def under_fault(
+    bench: BenchCluster, name: str, args: argparse.Namespace,
+    inject: Callable[[], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """Steady non-blocking load; meanwhile the last invoker host is cut off the network (its
-    veth down) for PARTITION_S, longer than the initializers wait before they call it down
-    and hand its queue to the others, then healed. Every accepted activation must end with
-    exactly one record."""
-    host = cluster.network.hosts[-1]
+    """Steady non-blocking load (``args.invokes`` spread over FAULT_LOAD_S); a second in,
+    ``inject`` breaks something (and mends it before it returns). Every accepted activation
+    must end with exactly one record."""
     accepted: list[str] = []
+    refused = 0
     gate = asyncio.Semaphore(args.in_flight)
 
     async def one() -> None:
+        nonlocal refused
         async with gate:
-            activation_id = await bench.invoke_async(name)
-            if activation_id is not None:
+            try:
+                activation_id = await bench.invoke_async(name)
+            except aiohttp.ClientError:
+                activation_id = None
+            if activation_id is None:
+                refused += 1  # not accepted: the caller knows and may try again
+            else:
                 accepted.append(activation_id)
 
+    async def paced() -> None:
+        calls = []
+        for _ in range(args.invokes):
+            calls.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(FAULT_LOAD_S / args.invokes)
+        await asyncio.gather(*calls)
+
     started = time.monotonic()
-    load = asyncio.gather(*(one() for _ in range(args.invokes)))
+    load = asyncio.ensure_future(paced())
     await asyncio.sleep(1.0)
-    cluster.network.partition(host.name)
-    try:
-        await asyncio.sleep(PARTITION_S)
-    finally:
-        cluster.network.heal(host.name)
+    fault = await inject()
     await load
     deadline = time.monotonic() + FAULT_SETTLE_S
     while True:
@@ -129,11 +150,55 @@ async def invoker_partitioned(
             # The store keeps the first record of an id: two would be two ids for one.
             "duplicated": len(records) - len({r.activationId for r in records}),
             "failed": sum(1 for r in records if not r.response.success),
-            "host": host.name, "partitioned_s": PARTITION_S,
+            "refused": refused, **fault,
             "all_records_after_s": round(time.monotonic() - started, 1),
             "by_invoker": _by_invoker(records),
-            # Ran again elsewhere after its first invoker was cut off (a later attempt).
+            # Ran again after its first attempt was cut short (a later attempt).
             "attempted_again": sum(1 for r in records if r.attempts > 1)}
+
+
+async def partition_invoker(cluster: HostCluster) -> dict[str, Any]:
+    """The last invoker host cut off the network (its veth down) for PARTITION_S, longer than
+    the initializers wait before they call it down and hand its queue to the others."""
+    host = cluster.network.hosts[-1]
+    cluster.network.partition(host.name)
+    try:
+        await asyncio.sleep(PARTITION_S)
+    finally:
+        cluster.network.heal(host.name)
+    return {"host": host.name, "partitioned_s": PARTITION_S}
+
+
+async def kill_rabbitmq_leader(cluster: HostCluster) -> dict[str, Any]:
+    """SIGKILL the RabbitMQ node that leads ``ft.activations`` (the gateway's and the
+    initializer's own node, as a rule); it stays down NODE_DOWN_S, then starts again."""
+    rabbit = cluster.rabbit
+    host = await asyncio.to_thread(rabbit.leader, ACTIVATIONS)
+    rabbit.kill_node(host)
+    await asyncio.sleep(NODE_DOWN_S)
+    successor = await asyncio.to_thread(rabbit.leader, ACTIVATIONS)
+    await asyncio.to_thread(rabbit.restart_node, host)
+    return {"node": rabbit.node(host), "down_s": NODE_DOWN_S,
+            "new_leader": rabbit.node(successor)}
+
+
+async def kill_redis_primary(cluster: HostCluster) -> dict[str, Any]:
+    """SIGKILL the Redis primary; the Sentinels promote the replica. The old primary starts
+    again (as a restarted service would) once the new one is named, and becomes its replica."""
+    group = cluster.redis
+    primary = await asyncio.to_thread(group.current_primary)
+    if primary is None:
+        raise RuntimeError("the Sentinels name no Redis primary")
+    group.kill_server(primary)
+    killed_at = time.monotonic()
+    while (successor := await asyncio.to_thread(group.current_primary)) in (primary, None):
+        if time.monotonic() - killed_at > FAILOVER_WAIT_S:
+            raise RuntimeError(f"no Redis failover within {FAILOVER_WAIT_S:.0f} s")
+        await asyncio.sleep(0.2)
+    promoted_after = time.monotonic() - killed_at
+    group.start_server(primary)
+    return {"primary": primary.name, "promoted": successor.name,
+            "promoted_after_s": round(promoted_after, 1)}
 
 
 def _by_invoker(records: list[Any]) -> dict[str, int]:

@@ -42,6 +42,7 @@ from pydantic import BaseModel
 from bus.codec import CONTENT_TYPE, pack, unpack
 from bus.events import ACTIVATION_EVENTS, DESTINATIONS_QUEUE, FEEDS_EXCHANGE, FIRES_QUEUE
 from bus.models import ActivationBatch, ActivationRequest
+from bus.rabbit_nodes import connect_to_cluster
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class Broker:
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "funtainer", quorum: bool = False) -> Broker:
-        # Reconnect every second (default 5): the whole platform waits while the broker is away.
-        connection = await aio_pika.connect_robust(
-            url, client_properties={"connection_name": name}, reconnect_interval=1)
+        connection = await connect_to_cluster(url, name=name)
         channel = await connection.channel(publisher_confirms=True)
         fast = await connection.channel(publisher_confirms=False)
         broker = cls(connection, channel, fast, quorum=quorum)

@@ -28,11 +28,20 @@ class StemCellSpec(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FT_", env_nested_delimiter="__")
 
+    # One RabbitMQ node, or the nodes of a cluster separated by commas, this host's own first
+    # (bus/rabbit_nodes.py: a process follows the cluster when its node dies).
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # On a RabbitMQ cluster: every durable queue the platform declares is a quorum queue
     # (replicated on a majority of the nodes). Every process of a cluster must agree.
     quorum_queues: bool = False
+    # One Redis, or redis+sentinel://s1:26379,s2:26379,s3:26379/<service>/<db>: the primary
+    # the Sentinels name (bus/redis_nodes.py).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Activation records count as written once this many replicas hold them too (Redis WAIT,
+    # at most redis_replica_wait_ms): a failover to a replica then keeps every record a caller
+    # was told of. 0 for a Redis without replicas.
+    redis_replicas_to_ack: int = 0
+    redis_replica_wait_ms: int = 500
 
     # gateway
     gateway_host: str = "127.0.0.1"
@@ -108,6 +117,12 @@ class Settings(BaseSettings):
     # How long a gateway waits on the direct path beyond the action's time limit before it
     # hands the activation to the initializer's supervision (a frozen invoker).
     direct_margin_s: float = 5.0
+
+    # remote pool (`ft burst`, invoker/remote_pool.py): the other platform's API host and a
+    # key there ("uuid:key"); the namespaces whose work may go there (empty: every one).
+    burst_api_host: str = ""
+    burst_auth: str = ""
+    burst_namespaces: list[str] = Field(default_factory=list)
 
     # initializer
     invoker_dead_after_s: float = 10.0

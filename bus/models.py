@@ -122,6 +122,8 @@ class ActionSnapshot(BaseModel):
     provide_api_key: bool = False
     components: list[str] | None = None  # a sequence: run by the initializer, not an invoker
     image: str | None = None  # a blackbox action's own image
+    # May run on a remote pool when every local invoker is full (bus/requests.py says when not).
+    may_leave: bool = True
 
     @property
     def container_kind(self) -> str:
@@ -245,6 +247,10 @@ class Heartbeat(BaseModel):
     backlog: int = 0
     # Its pool's containers by state ("prewarmed", "idle", "busy", ...), for dashboards.
     containers: dict[str, int] = Field(default_factory=dict)
+    # A remote pool (invoker/remote_pool.py) runs nothing here: it gets work only when every
+    # local invoker is full, and only of the namespaces it lists (None: any).
+    remote: bool = False
+    namespaces: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def stop_on_signals() -> asyncio.Event:
 
 @asynccontextmanager
 async def connections(settings: Settings, name: str) -> AsyncIterator[tuple[Store, Broker]]:
-    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+    store = Store.for_settings(settings)
     try:
         broker = await Broker.connect(settings.amqp_url, name=name,
                                       quorum=settings.quorum_queues)

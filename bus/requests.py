@@ -10,6 +10,8 @@ from bus.ids import now_ms
 from bus.models import ActionDoc, ActionSnapshot, ActivationRequest, AsyncPolicy
 
 PROVIDE_API_KEY = "provide-api-key"
+# An action whose data must not leave this platform: never sent to a remote pool.
+LOCAL_ONLY = "local-only"
 SEQUENCE = "sequence"
 
 
@@ -89,6 +91,8 @@ def build_request(
         provide_api_key=provide_api_key,
         components=doc.exec.components,
         image=doc.exec.image,
+        # An action holding a key of this platform calls back into it: it stays here too.
+        may_leave=not provide_api_key and not truthy(doc.annotation(LOCAL_ONLY)),
     )
     policy = async_policy(doc) if asynchronous else None
     return ActivationRequest(

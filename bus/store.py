@@ -29,10 +29,12 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from bus.codec import pack, unpack
+from bus.config import Settings
 from bus.events import FeedDoc
 from bus.ids import now_ms
 from bus.keys import KeyStore, StoredKey
 from bus.models import ActionDoc, ActivationRecord, NamespaceAuth, NamespaceLimits
+from bus.redis_nodes import ReplicaAcks, close_client, redis_client
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -152,13 +154,14 @@ return 1
 """
 
 
-POOL_WAIT_S = 30.0
-
-
 class Store:
-    def __init__(self, client: aioredis.Redis, record_ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self, client: aioredis.Redis, record_ttl_s: int = 7 * 24 * 3600,
+        replica_acks: ReplicaAcks | None = None,
+    ) -> None:
         self.redis = client
         self.record_ttl_s = record_ttl_s
+        self.replica_acks = replica_acks or ReplicaAcks(0, 0)
         self.keys = KeyStore(client)
         self._write_records = client.register_script(_WRITE_RECORDS)
         self._record_of = client.register_script(_RECORD_OF)
@@ -172,16 +175,18 @@ class Store:
         self._entity_watchers: list[Callable[[str], None]] = []
 
     @classmethod
-    def from_url(cls, url: str, record_ttl_s: int = 7 * 24 * 3600) -> Store:
-        # hiredis is picked automatically when installed; RESP2 keeps replies as plain bytes.
-        # A blocking pool: past 64 commands in flight the next waits for a connection (plain
-        # pools raise "Too many connections", which turned a burst of requests into 500s).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, protocol=2, max_connections=64, timeout=POOL_WAIT_S)
-        return cls(aioredis.Redis.from_pool(pool), record_ttl_s)
+    def from_url(
+        cls, url: str, record_ttl_s: int = 7 * 24 * 3600, replica_acks: ReplicaAcks | None = None,
+    ) -> Store:
+        return cls(redis_client(url), record_ttl_s, replica_acks)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Store:
+        return cls.from_url(settings.redis_url, settings.activation_ttl_s, ReplicaAcks(
+            settings.redis_replicas_to_ack, settings.redis_replica_wait_ms))
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await close_client(self.redis)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -350,7 +355,17 @@ class Store:
                      f"ft:inflight:{ns}"]
             args += [pack(record), record.start, rid]
         args += [self.record_ttl_s, now_ms() - self.record_ttl_s * 1000]
-        stored = await self._write_records(keys=keys, args=args)
+        if not self.replica_acks.should_wait():
+            stored = await self._write_records(keys=keys, args=args)
+            return [bool(s) for s in stored]
+        # The same round trip carries the WAIT: the records (and any write before them on
+        # this connection) are on the replicas, or the timeout passed, when it answers.
+        acks = self.replica_acks
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._write_records(keys=keys, args=args, client=pipe)
+            pipe.wait(acks.wanted, acks.timeout_ms)
+            stored, replicas = await pipe.execute()
+        acks.acked(int(replicas))
         return [bool(s) for s in stored]
 
     async def get_record(self, activation_id: str) -> ActivationRecord | None:

@@ -20,6 +20,7 @@ COMPONENTS = {
     "gateway": "from gateway.app import run; run()",
     "initializer": "from initializer.service import run; run()",
     "invoker": "from invoker.service import run; run()",
+    "burst": "from invoker.remote_pool import run; run()",
 }
 
 

@@ -31,7 +31,7 @@ T = TypeVar("T")
 def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
         settings = get_settings()
-        store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+        store = Store.for_settings(settings)
         try:
             return await work(store)
         finally:

@@ -45,6 +45,10 @@ def run_invoker(args: argparse.Namespace) -> int:
     return _exit_code(_entry_point("invoker", "invoker.service", "run")())
 
 
+def run_remote_pool(args: argparse.Namespace) -> int:
+    return _exit_code(_entry_point("burst", "invoker.remote_pool", "run")())
+
+
 def runtimes_build(args: argparse.Namespace) -> int:
     # runtimes.build.main parses its own argv: hand it back the flags ft declared (for --help)
     # plus any it did not.

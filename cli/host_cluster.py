@@ -1,15 +1,16 @@
 """A whole Funtainer spread over test hosts (cli/hosts.py), as it would run on N machines:
 
-    h1  RabbitMQ node, Redis primary, gateway, initializer
-    h2  RabbitMQ node, Redis replica, invoker
-    h3  RabbitMQ node, invoker
+    h1  RabbitMQ node, Redis primary, Redis Sentinel, gateway, initializer
+    h2  RabbitMQ node, Redis replica, Redis Sentinel, invoker
+    h3  RabbitMQ node, Redis Sentinel, invoker
     h4… invoker
 
 Every durable queue is a quorum queue on the three-node RabbitMQ cluster; each process talks
 to the RabbitMQ node of its own host (an invoker on a host without one, to a node chosen round
-robin). Invokers use the sandbox backend, each host's with the machine's file system and the
-host's network. The direct path is off: it hands work over a Unix socket, which a gateway on
-another machine could not reach. Each process serves its metrics on its host's address."""
+robin) and knows the others, to move to one of them if its own dies (bus/rabbit_nodes.py).
+Invokers use the sandbox backend, each host's with the machine's file system and the host's
+network. The direct path is off: it hands work over a Unix socket, which a gateway on another
+machine could not reach. Each process serves its metrics on its host's address."""
 
 from __future__ import annotations
 
@@ -19,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from cli.cluster import LocalCluster, settings_env
-from cli.host_services import RabbitCluster, RedisPair
+from cli.host_services import RabbitCluster, RedisGroup
 from cli.hosts import Host, HostNetwork, HostsError
 
 GATEWAY_PORT = 3233
@@ -43,7 +42,8 @@ class HostCluster:
             raise HostsError(f"a host cluster needs at least {RABBIT_HOSTS} hosts")
         hosts = self.network.hosts
         self.rabbit = RabbitCluster(self.network, hosts[:RABBIT_HOSTS], self.base / "rabbitmq")
-        self.redis = RedisPair(self.network, hosts[0], hosts[1], self.base)
+        self.redis = RedisGroup(self.network, hosts[0], hosts[1], hosts[:RABBIT_HOSTS],
+                                self.base)
         self.processes = LocalCluster(
             env=settings_env(
                 amqp_url=self.rabbit.url(hosts[0]), redis_url=self.redis.url,
@@ -51,7 +51,8 @@ class HostCluster:
                 user_memory_mb=self.user_memory_mb, stem_cells=self.stem_cells)
             | {"FT_GATEWAY_HOST": hosts[0].address, "FT_API_HOST": self.api_host,
                "FT_QUORUM_QUEUES": "true", "FT_DIRECT_PATH": "false",
-               "FT_CONTAINER_BACKEND": "sandbox", "FT_METRICS_PORT": str(METRICS_PORT)}
+               "FT_CONTAINER_BACKEND": "sandbox", "FT_METRICS_PORT": str(METRICS_PORT),
+               "FT_REDIS_REPLICAS_TO_ACK": "1"}
             | self.extra_env,
             invoker_ids=[], log_dir=self.base / "logs", own_process_groups=True)
 
@@ -104,13 +105,13 @@ class HostCluster:
         node = host if host in rabbit_hosts else rabbit_hosts[
             self.network.hosts.index(host) % len(rabbit_hosts)]
         self.processes.spawn(name, component, {
-            "FT_AMQP_URL": self.rabbit.url(node), "FT_METRICS_HOST": host.address,
+            "FT_AMQP_URL": self.rabbit.urls(node), "FT_METRICS_HOST": host.address,
             **(extra or {})}, launcher=host.command([]))
         self.network.started(self.processes.procs[name])
 
     def wait_for_invokers(self, timeout: float = 120) -> None:
         """Until the initializers report every invoker up (``GET /invokers``' source)."""
-        client = redis.Redis.from_url(self.redis.url)
+        client = self.redis.client()
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -143,6 +144,8 @@ class HostCluster:
             roles.append("Redis primary")
         if host == self.redis.replica:
             roles.append("Redis replica")
+        if host in self.redis.sentinel_hosts:
+            roles.append("Redis Sentinel")
         if host == self.network.hosts[0]:
             roles += ["gateway", "initializer"]
         roles += [f"invoker {i}" for i in self.invoker_ids if i.endswith(f"-{host.name}")]

@@ -1,5 +1,6 @@
 """The services of a multi-host cluster, each on its test host (cli/hosts.py): a RabbitMQ
-cluster (one node per host, formed from a static peer list), and Redis with a replica.
+cluster (one node per host, formed from a static peer list), and Redis with a replica and
+three Sentinels.
 
 Every process runs in the foreground as our child (epmd included, which each host needs for
 its RabbitMQ node), so the network's ``down`` stops exactly what was started. Nodes are named
@@ -11,18 +12,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.hosts import Host, HostNetwork
+import redis
+
+from cli.hosts import Host, HostNetwork, HostsError
 from cli.services import amqp_ready, wait_until
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 AMQP_PORT = 5672
 REDIS_PORT = 6379
+SENTINEL_PORT = 26379
 # As `ft services up` sets it: a throttled event may wait its namespace's window for hours.
 CONSUMER_TIMEOUT_MS = 7 * 3600 * 1000
 
@@ -43,12 +49,18 @@ class RabbitCluster:
     network: HostNetwork
     hosts: list[Host]
     base: Path  # node directories, logs, the Erlang cookie
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # by host name
 
     def node(self, host: Host) -> str:
         return f"rabbit@{host.name}"
 
     def url(self, host: Host) -> str:
         return f"amqp://guest:guest@{host.address}:{AMQP_PORT}/"
+
+    def urls(self, first: Host) -> str:
+        """Every node, ``first``'s own first (``FT_AMQP_URL`` of a process on ``first``)."""
+        ordered = [first, *(h for h in self.hosts if h != first)]
+        return ",".join(self.url(h) for h in ordered)
 
     @property
     def _inetrc(self) -> Path:
@@ -106,19 +118,55 @@ class RabbitCluster:
             "",
         ]))
 
-    def start_node(self, host: Host) -> None:
+    def start_node(self, host: Host, *, with_epmd: bool = True) -> None:
         log = open(self.base / host.name / "console.log", "ab")
         try:
-            # epmd first, as our own child: the node would start one we could not stop.
-            self.network.started(subprocess.Popen(
-                host.command(["epmd"]), stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True))
-            time.sleep(0.2)
-            self.network.started(subprocess.Popen(
+            if with_epmd:
+                # epmd first, as our own child: the node would start one we could not stop.
+                self.network.started(subprocess.Popen(
+                    host.command(["epmd"]), stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True))
+                time.sleep(0.2)
+            self.servers[host.name] = self.network.started(subprocess.Popen(
                 host.command([str(RABBITMQ_BIN / "rabbitmq-server")]), env=self._env(host),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         finally:
             log.close()
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def leader(self, queue: str) -> Host:
+        """The host whose node leads quorum queue ``queue``."""
+        running = next(h for h in self.hosts if h.name in self.servers)
+        done = self.ctl(running, "list_queues", "name", "leader", "--formatter", "json")
+        if done.returncode != 0:
+            raise HostsError(f"rabbitmqctl list_queues: {done.stderr.strip()}")
+        leader = next(q["leader"] for q in json.loads(done.stdout) if q["name"] == queue)
+        return next(h for h in self.hosts if self.node(h) == leader)
+
+    def client_connections(self) -> Counter[str]:
+        """The clients connected to the cluster's running nodes, by the name each gave its
+        connection (``ft-gateway``, ...)."""
+        running = next(h for h in self.hosts if h.name in self.servers)
+        done = self.ctl(running, "list_connections", "client_properties", "--formatter", "json")
+        if done.returncode != 0:
+            raise HostsError(f"rabbitmqctl list_connections: {done.stderr.strip()}")
+        return Counter(value for connection in json.loads(done.stdout)
+                       for key, _, value in connection["client_properties"]
+                       if key == "connection_name")
+
+    def kill_node(self, host: Host) -> None:
+        """SIGKILL the node (its whole process group: the start script, the Erlang VM and
+        its helpers), as a machine's crash would end it."""
+        server = self.servers.pop(host.name)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+    def restart_node(self, host: Host, timeout: float = 120) -> None:
+        """Start a killed node again (its epmd still runs) and wait until it rejoined."""
+        self.start_node(host, with_epmd=False)
+        wait_until(lambda: self.node(host) in self.running_nodes(host),
+                   f"{self.node(host)} back in the cluster", timeout)
 
     def ctl(self, host: Host, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """rabbitmqctl against ``host``'s node, run on the first host (see ``start``)."""
@@ -135,30 +183,87 @@ class RabbitCluster:
 
 
 @dataclass
-class RedisPair:
-    """A Redis primary on one host and its replica on another."""
+class RedisGroup:
+    """A Redis primary on one host, its replica on another, and a Sentinel on each of
+    ``sentinel_hosts`` that fails over to the replica when the primary stops answering."""
 
     network: HostNetwork
     primary: Host
     replica: Host
+    sentinel_hosts: list[Host]
     base: Path
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # by host name
+
+    SERVICE = "funtainer"
+    QUORUM = 2  # Sentinels that must agree the primary is down
+    DOWN_AFTER_MS = 2000
 
     @property
     def url(self) -> str:
-        return f"redis://{self.primary.address}:{REDIS_PORT}/0"
+        """``FT_REDIS_URL`` of the platform's processes: through the Sentinels."""
+        sentinels = ",".join(f"{h.address}:{SENTINEL_PORT}" for h in self.sentinel_hosts)
+        return f"redis+sentinel://{sentinels}/{self.SERVICE}/0"
 
     def start(self, timeout: float = 30) -> None:
-        for host, extra in ((self.primary, []),
-                            (self.replica, ["--replicaof", self.primary.address,
-                                            str(REDIS_PORT)])):
-            data = self.base / f"redis-{host.name}"
-            data.mkdir(parents=True, exist_ok=True)
-            with open(data / "redis.log", "ab") as log:
-                self.network.started(subprocess.Popen(host.command([
-                    "redis-server", "--port", str(REDIS_PORT), "--bind", host.address,
-                    "--protected-mode", "no", "--dir", str(data), "--appendonly", "yes",
-                    "--save", "", *extra]), stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True))
+        self.start_server(self.primary)
+        self.start_server(self.replica, replica_of=self.primary)
         for host in (self.primary, self.replica):
             wait_until(lambda h=host: redis_answers(h.address), f"Redis on {host.name}",
                        timeout)
+        for host in self.sentinel_hosts:
+            self._start_sentinel(host)
+        for host in self.sentinel_hosts:
+            wait_until(lambda h=host: redis_answers(h.address, SENTINEL_PORT),
+                       f"Sentinel on {host.name}", timeout)
+
+    def start_server(self, host: Host, replica_of: Host | None = None) -> None:
+        data = self.base / f"redis-{host.name}"
+        data.mkdir(parents=True, exist_ok=True)
+        extra = [] if replica_of is None else ["--replicaof", replica_of.address, str(REDIS_PORT)]
+        with open(data / "redis.log", "ab") as log:
+            self.servers[host.name] = self.network.started(subprocess.Popen(host.command([
+                "redis-server", "--port", str(REDIS_PORT), "--bind", host.address,
+                "--protected-mode", "no", "--dir", str(data), "--appendonly", "yes",
+                "--save", "", *extra]), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+
+    def _start_sentinel(self, host: Host) -> None:
+        data = self.base / f"sentinel-{host.name}"
+        data.mkdir(parents=True, exist_ok=True)
+        config = data / "sentinel.conf"  # Sentinel rewrites it with what it learns
+        config.write_text("\n".join([
+            f"port {SENTINEL_PORT}", f"bind {host.address}", "protected-mode no",
+            f"dir {data}",
+            f"sentinel monitor {self.SERVICE} {self.primary.address} {REDIS_PORT} {self.QUORUM}",
+            f"sentinel down-after-milliseconds {self.SERVICE} {self.DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {self.SERVICE} 10000",
+            "",
+        ]))
+        with open(data / "sentinel.log", "ab") as log:
+            self.network.started(subprocess.Popen(
+                host.command(["redis-server", str(config), "--sentinel"]), stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True))
+
+    def current_primary(self) -> Host | None:
+        """The host the Sentinels name primary now (asked of the first that answers)."""
+        for host in self.sentinel_hosts:
+            try:
+                client = redis.Redis(host.address, SENTINEL_PORT, socket_timeout=1,
+                                     decode_responses=True)
+                address = client.sentinel_get_master_addr_by_name(self.SERVICE)
+                client.close()
+            except redis.RedisError:
+                continue
+            if address:
+                return next((h for h in self.network.hosts if h.address == address[0]), None)
+        return None
+
+    def client(self) -> redis.Redis:
+        """A synchronous client of the current primary."""
+        primary = self.current_primary() or self.primary
+        return redis.Redis(primary.address, REDIS_PORT)
+
+    def kill_server(self, host: Host) -> None:
+        server = self.servers.pop(host.name)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()

@@ -297,6 +297,9 @@ def _add_server_commands(subparsers: argparse._SubParsersAction) -> None:
         ("gateway", server.run_gateway, "run the HTTP API gateway process"),
         ("initializer", server.run_initializer, "run the initializer (scheduler) process"),
         ("invoker", server.run_invoker, "run the invoker (container pool) process"),
+        ("burst", server.run_remote_pool,
+         "run a remote pool: an invoker that forwards work to another platform's API "
+         "(FT_BURST_API_HOST, FT_BURST_AUTH) when every local invoker is full"),
     ):
         subparsers.add_parser(name, help=help_text).set_defaults(handler=handler)
 

@@ -264,7 +264,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     """Run the gateway until ``stop`` is set (by default: until SIGINT or SIGTERM)."""
     if stop is None:
         stop = stop_on_signals()
-    store = Store.from_url(settings.redis_url, settings.activation_ttl_s)
+    store = Store.for_settings(settings)
     broker = await Broker.connect(settings.amqp_url, name="ft-gateway",
                                   quorum=settings.quorum_queues)
     runner: web.AppRunner | None = None

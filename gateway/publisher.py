@@ -3,16 +3,29 @@ of the event loop go out as one confirmed ``ActivationBatch`` (a lone one as its
 caller is answered once the broker confirmed its batch. Under load this replaces a publish and
 a confirm per activation, and the initializer's delivery and ack of each, with one per batch.
 
-Sequences go alone: the initializer acks their message only when the whole sequence ran."""
+Sequences go alone: the initializer acks their message only when the whole sequence ran.
+
+A refused publish is tried again for up to ``PUBLISH_PATIENCE_S``: on a RabbitMQ cluster, the
+node leading ``ft.activations`` dying makes the others nack publishes until they have elected
+a new leader (about three seconds), and the gateway's connection moves to another node
+meanwhile. The caller waits through that instead of getting a 503. A message the broker
+nacked was not taken, so sending it again duplicates nothing that was; and should it have
+been, the one record per activation id still holds."""
 
 from __future__ import annotations
 
-from bus.broker import ACTIVATIONS, Broker
+import asyncio
+import logging
+
+from bus.broker import ACTIVATIONS, Broker, Unroutable
 from bus.coalesce import Coalescer
 from bus.models import ActivationRequest
 from bus.requests import SEQUENCE
 
 MAX_BATCH = 32
+PUBLISH_PATIENCE_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class ActivationPublisher:
@@ -22,11 +35,27 @@ class ActivationPublisher:
             self._send, "activations", max_batch=MAX_BATCH)
 
     async def publish(self, activation: ActivationRequest) -> None:
-        """Returns once the broker took responsibility for ``activation``; raises if not."""
-        if activation.action.kind == SEQUENCE:
-            await self._send([activation])
-        else:
-            await self._batches.submit(activation)
+        """Returns once the broker took responsibility for ``activation``; raises if it did
+        not within ``PUBLISH_PATIENCE_S``."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + PUBLISH_PATIENCE_S
+        delay = 0.05
+        while True:
+            try:
+                if activation.action.kind == SEQUENCE:
+                    await self._send([activation])
+                else:
+                    await self._batches.submit(activation)
+                return
+            except Unroutable:
+                raise  # no queue to take it: waiting would not make one
+            except Exception as exc:
+                if loop.time() + delay > give_up_at:
+                    raise
+                log.info("publish of %s refused (%s); trying again", activation.activation_id,
+                         exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 1.0)
 
     async def _send(self, activations: list[ActivationRequest]) -> None:
         await self.broker.publish_activations(activations, routing_key=ACTIVATIONS)

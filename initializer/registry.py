@@ -211,7 +211,8 @@ class InvokerRegistry:
         return [
             InvokerView(
                 id=i, user_memory=s.beat.user_memory, inflight_memory=_load(s),
-                warm=frozenset(s.beat.warm),
+                warm=frozenset(s.beat.warm), remote=s.beat.remote,
+                namespaces=None if s.beat.namespaces is None else frozenset(s.beat.namespaces),
             )
             for i, s in self.invokers.items()
             if self.status(i, now) == UP

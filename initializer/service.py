@@ -185,7 +185,8 @@ class Initializer:
                 req = req.model_copy(update={"held_by": None, "attempt": req.attempt + 1})
             # Held: already running there by the direct path; placed there to be supervised.
             invoker = req.held_by or choose_invoker(
-                usable, req.action.key, memory, self.registry.last_placed(req.action.key))
+                usable, req.action.key, memory, self.registry.last_placed(req.action.key),
+                namespace=req.invoking_namespace, may_leave=req.action.may_leave)
             if invoker is None:
                 if now_ms() - req.accepted_at > req.max_age_ms:
                     await self._expire(req)

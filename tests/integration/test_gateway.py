@@ -656,6 +656,8 @@ async def test_invoke_publish_failure_is_503(
         raise ConnectionError("broker gone")
 
     monkeypatch.setattr(broker, "publish", refused)
+    # The gateway tries a refused publish again for a while (a broker failover), then answers.
+    monkeypatch.setattr("gateway.publisher.PUBLISH_PATIENCE_S", 0.3)
     for blocking in ("false", "true"):
         reply = await api.call("POST", f"/api/v1/namespaces/_/actions/{name}",
                                params={"blocking": blocking})

@@ -59,3 +59,36 @@ def test_last_placement_without_room_or_gone_falls_back_to_home() -> None:
     full = [_inv(i.id, inflight=1024 if i.id == other else 0) for i in invokers]
     assert choose_invoker(full, "k", 256, last_placed=other) == home
     assert choose_invoker(invokers, "k", 256, last_placed="gone") == home
+
+
+def _pool(i: str, inflight: int = 0, namespaces: tuple[str, ...] | None = None) -> InvokerView:
+    return InvokerView(id=i, user_memory=1024, inflight_memory=inflight, warm=frozenset(),
+                       remote=True,
+                       namespaces=None if namespaces is None else frozenset(namespaces))
+
+
+def test_remote_pool_gets_work_only_when_every_local_invoker_is_full() -> None:
+    local = [_inv("i0", inflight=512), _inv("i1", inflight=1024)]
+    assert choose_invoker([*local, _pool("r")], "k", 256, may_leave=True) == "i0"
+    full = [_inv("i0", inflight=1024), _inv("i1", inflight=1024)]
+    assert choose_invoker([*full, _pool("r")], "k", 256, may_leave=True) == "r"
+    # The least loaded of several pools with room.
+    pools = [_pool("r1", inflight=768), _pool("r2", inflight=256)]
+    assert choose_invoker([*full, *pools], "k", 256, may_leave=True) == "r2"
+
+
+def test_work_that_may_not_leave_waits_on_a_local_invoker() -> None:
+    full = [_inv("i0", inflight=1024), _inv("i1", inflight=2048, mem=2048)]
+    assert choose_invoker([*full, _pool("r")], "k", 256, may_leave=False) in {"i0", "i1"}
+    # A pool that does not take this namespace is no pool for it.
+    only_ops = _pool("r", namespaces=("ops",))
+    assert choose_invoker([*full, only_ops], "k", 256, namespace="guest",
+                          may_leave=True) != "r"
+    assert choose_invoker([*full, only_ops], "k", 256, namespace="ops", may_leave=True) == "r"
+    assert choose_invoker([_pool("r")], "k", 256, may_leave=False) is None
+
+
+def test_full_remote_pools_buffer_on_the_least_loaded_local_invoker() -> None:
+    full = [_inv("i0", inflight=1024), _inv("i1", inflight=1536, mem=2048)]
+    assert choose_invoker([*full, _pool("r", inflight=1024)], "k", 256, may_leave=True) == "i1"
+    assert choose_invoker([_pool("r", inflight=1024)], "k", 256, may_leave=True) == "r"
