@@ -25,6 +25,7 @@ MAX_BLOCKING_WAIT_MS = 60_000
 RECORD_POLL_S = 0.5
 # The answer may take the action's whole time limit, plus the remote's own queueing.
 ANSWER_SLACK_S = 60.0
+DEPLOY_ATTEMPTS = 3
 STATUS_BY_NAME = {code.message: code for code in StatusCode}
 
 
@@ -49,9 +50,12 @@ class RemoteApi:
         uuid, _, key = auth.partition(":")
         self.api_host = api_host.rstrip("/")
         self.http = aiohttp.ClientSession(
-            base_url=self.api_host, auth=aiohttp.BasicAuth(uuid, key),
+            base_url=self.api_host,
+            headers={"Authorization": aiohttp.encode_basic_auth(uuid, key)},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._deployed: dict[str, str] = {}  # remote name -> the action key deployed there
+        # One deploy of a name at a time: the calls that arrive meanwhile use its result.
+        self._deploying: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
         await self.http.close()
@@ -69,6 +73,13 @@ class RemoteApi:
         name = remote_name(action)
         if self._deployed.get(name) == action.key:
             return name
+        async with self._deploying.setdefault(name, asyncio.Lock()):
+            if self._deployed.get(name) != action.key:
+                await self._put(name, action, code)
+                self._deployed[name] = action.key
+        return name
+
+    async def _put(self, name: str, action: ActionSnapshot, code: str | None) -> None:
         exec_: dict[str, Any] = {"kind": action.kind, "main": action.main,
                                  "binary": action.binary}
         if code is not None:
@@ -82,11 +93,16 @@ class RemoteApi:
                            for k, v in action.init_env.items()],
             "annotations": [{"key": "burstOf", "value": action.path}],
         }
-        async with self.http.put(f"{ACTIONS}/{name}?overwrite=true", json=body) as resp:
-            if resp.status != 200:
-                raise RemoteFailure(f"deploying {name}: HTTP {resp.status} {await resp.text()}")
-        self._deployed[name] = action.key
-        return name
+        for _ in range(DEPLOY_ATTEMPTS):
+            async with self.http.put(f"{ACTIONS}/{name}?overwrite=true", json=body) as resp:
+                if resp.status == 200:
+                    return
+                # 409: another pool deployed it at the same moment; ours goes on top.
+                if resp.status != 409:
+                    raise RemoteFailure(f"deploying {name}: HTTP {resp.status} "
+                                        f"{await resp.text()}")
+        raise RemoteFailure(f"deploying {name}: concurrent modifications {DEPLOY_ATTEMPTS} "
+                            "times over")
 
     async def invoke(self, name: str, payload: Any, *, activation_id: str,
                      timeout_ms: int) -> dict[str, Any]:
