@@ -140,7 +140,8 @@ def release_io_dir(path: Path) -> None:
     try:
         _unmount(path)
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a mount point, or no dir
+        # Not a mount point, no directory, or no right to mount (so nothing was mounted).
+        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM):
             log.warning("could not unmount %s: %s", path, exc)
     try:
         os.rmdir(path)  # empty once its tmpfs is gone
