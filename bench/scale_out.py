@@ -24,6 +24,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -111,20 +112,21 @@ async def under_fault(
     ``inject`` breaks something (and mends it before it returns). Every accepted activation
     must end with exactly one record."""
     accepted: list[str] = []
-    refused = 0
+    refused: Counter[str] = Counter()  # not accepted (the caller knows), by HTTP status
     gate = asyncio.Semaphore(args.in_flight)
 
     async def one() -> None:
-        nonlocal refused
         async with gate:
             try:
-                activation_id = await bench.invoke_async(name)
-            except aiohttp.ClientError:
-                activation_id = None
-            if activation_id is None:
-                refused += 1  # not accepted: the caller knows and may try again
-            else:
-                accepted.append(activation_id)
+                async with bench.http.post(f"/api/v1/namespaces/_/actions/{name}",
+                                           json={}) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status == 202:
+                        accepted.append(str(body["activationId"]))
+                    else:
+                        refused[str(resp.status)] += 1
+            except aiohttp.ClientError as exc:
+                refused[type(exc).__name__] += 1
 
     async def paced() -> None:
         calls = []
@@ -150,7 +152,7 @@ async def under_fault(
             # The store keeps the first record of an id: two would be two ids for one.
             "duplicated": len(records) - len({r.activationId for r in records}),
             "failed": sum(1 for r in records if not r.response.success),
-            "refused": refused, **fault,
+            "refused": sum(refused.values()), "refused_by": dict(refused), **fault,
             "all_records_after_s": round(time.monotonic() - started, 1),
             "by_invoker": _by_invoker(records),
             # Ran again after its first attempt was cut short (a later attempt).

@@ -4,8 +4,8 @@
 by Sentinels, ``redis+sentinel://[:password@]s1:26379,s2:26379,s3:26379/<service>[/<db>]``
 (the Sentinels' addresses, the name they monitor the primary by, the database). Through
 Sentinel every new connection asks the Sentinels for the current primary, so after a failover
-the next command goes to the promoted replica; a command that was in flight when the primary
-died fails, and its caller retries as it does for any outage.
+the next command goes to the promoted replica; a command whose connection failed is sent
+again, on a new connection, until the failover is over.
 
 Replication is asynchronous, so a primary that dies may take with it writes it had already
 acknowledged. ``ReplicaAcks`` closes that gap for activation records: their writes are
@@ -19,7 +19,9 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ SENTINEL_PORT = 26379
 MAX_CONNECTIONS = 64
 POOL_WAIT_S = 30.0
 SENTINEL_TIMEOUT_S = 1.0
+FAILOVER_RETRIES = 16  # about 7 s of retries, backing off to 0.5 s between them
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -45,9 +48,15 @@ def redis_client(url: str) -> aioredis.Redis:
     sentinels, service, db, password = parse_sentinel_url(url)
     sentinel = Sentinel(sentinels, socket_timeout=SENTINEL_TIMEOUT_S,
                         sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S})
+    # A command whose connection failed is sent again, on a new connection to whichever
+    # server the Sentinels name then, for as long as a failover takes: the Sentinels call
+    # the primary down after 2 s and promote the replica about a second later. Without
+    # this, a gateway answers 503 throughout (a command sent twice is harmless here: the
+    # writes that matter are first-wins, the counters only throttle).
     return sentinel.master_for(
         service, connection_pool_class=_BlockingSentinelPool, db=db, password=password,
-        protocol=2, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S)
+        protocol=2, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), FAILOVER_RETRIES))
 
 
 async def close_client(client: aioredis.Redis) -> None:

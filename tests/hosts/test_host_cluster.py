@@ -157,7 +157,7 @@ async def test_killing_the_redis_primary_loses_nothing(
     finally:
         await store.close()
     print(f"\nRedis primary {primary.name} SIGKILL, {successor.name if successor else '?'} "
-          f"promoted, {before} accepted before: {result.line()}")
+          f"promoted, {before} accepted before, answers {load.statuses}: {result.line()}")
     assert successor is not None and successor != primary
     assert 0 < before < result.accepted  # the load went on across the fault
     assert result.accepted == 240
