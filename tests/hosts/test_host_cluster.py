@@ -118,7 +118,8 @@ async def test_killing_the_rabbitmq_leader_of_activations_loses_nothing(
             await asyncio.sleep(0.5)
         moved_after = time.monotonic() - fault_at
         successor = await asyncio.to_thread(rabbit.leader, ACTIVATIONS)
-        await asyncio.to_thread(rabbit.restart_node, leader)
+        # The node stays down: two of three keep every quorum queue going (the benchmark's
+        # fault, bench.scale_out, starts it again under load too).
         result = await verdict(store, "guest", name, await running, fault_at, timeout=120)
     finally:
         await store.close()
