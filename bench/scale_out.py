@@ -59,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory", type=int, default=512, help="each invoker's MB")
     parser.add_argument("--in-flight", type=int, default=64, help="requests at a time")
     parser.add_argument("--subnet", type=int, default=100, help="10.213.K.0/24 of the hosts")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the processes' logs (their directory is printed)")
     return parser.parse_args()
 
 
@@ -257,7 +259,10 @@ def main() -> None:
         steps = uvloop.run(measure(cluster, args))
     finally:
         cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep_logs:
+            print(f"logs: {base / 'logs'}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     out = report(steps, args) | {"elapsed_s": round(time.monotonic() - started, 1)}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

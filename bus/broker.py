@@ -22,6 +22,7 @@ Topology (one vhost):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +36,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import DeliveryError
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp.commands import Basic
 from pydantic import BaseModel
@@ -74,6 +76,7 @@ def reply_queue(gateway_id: str) -> str:
 
 
 _DURABLE_WORK_ARGS = {"x-dead-letter-exchange": DEAD}
+RENEW_CHANNEL_AFTER_NACKS = 3
 QUORUM = {"x-queue-type": "quorum"}
 
 
@@ -97,6 +100,8 @@ class Broker:
         self._consumer_channels: list[AbstractChannel] = []
         self._consumer_tags: dict[str, str] = {}
         self._inspect_channel: AbstractChannel | None = None
+        self._refused_in_a_row = 0
+        self._renewing = asyncio.Lock()
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "funtainer", quorum: bool = False) -> Broker:
@@ -198,7 +203,13 @@ class Broker:
             await self._publish_advisory(message, exchange=exchange, routing_key=routing_key,
                                          mandatory=mandatory)
             return
-        outcome = await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+        try:
+            outcome = await self._exchanges[exchange].publish(message, routing_key,
+                                                              mandatory=mandatory)
+        except DeliveryError:
+            await self._refused()
+            raise
+        self._refused_in_a_row = 0
         # aio-pika reports an unroutable mandatory message as a normal return whose delivery
         # is a Basic.Return: treat it, and a nack, as the failure it is.
         delivery = getattr(outcome, "delivery", None)
@@ -206,6 +217,24 @@ class Broker:
             raise Unroutable(f"{exchange or '(default)'}/{routing_key}: {delivery.reply_text}")
         if isinstance(delivery, Basic.Nack):
             raise PublishRefused(f"{exchange or '(default)'}/{routing_key} was nacked")
+
+    async def _refused(self) -> None:
+        """A nack. After a RabbitMQ node died, a channel restored on another node may go on
+        nacking every publish to a quorum queue that node led, long after the queue has a new
+        leader (seen on 3.10: until the dead node returned); a new channel publishes at once.
+        So after a few nacks in a row the confirming channel is replaced."""
+        self._refused_in_a_row += 1
+        if self._refused_in_a_row < RENEW_CHANNEL_AFTER_NACKS or self._renewing.locked():
+            return
+        async with self._renewing:
+            self._refused_in_a_row = 0
+            log.warning("%d publishes nacked in a row: opening a new confirming channel",
+                        RENEW_CHANNEL_AFTER_NACKS)
+            stale, self._channel = self._channel, await self.connection.channel(
+                publisher_confirms=True)
+            await self.declare_topology()  # the exchanges, as objects of the new channel
+            with contextlib.suppress(Exception):
+                await stale.close()
 
     async def _publish_advisory(
         self, message: aio_pika.Message, *, exchange: str, routing_key: str, mandatory: bool

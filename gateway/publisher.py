@@ -6,18 +6,18 @@ a confirm per activation, and the initializer's delivery and ack of each, with o
 Sequences go alone: the initializer acks their message only when the whole sequence ran.
 
 A refused publish is tried again for up to ``PUBLISH_PATIENCE_S``: on a RabbitMQ cluster, the
-node leading ``ft.activations`` dying makes the others nack publishes until they have elected
-a new leader (about three seconds), and the gateway's connection moves to another node
-meanwhile. The caller waits through that instead of getting a 503. A message the broker
-nacked was not taken, so sending it again duplicates nothing that was; and should it have
-been, the one record per activation id still holds."""
+node leading ``ft.activations`` dying makes the others nack publishes, or return them as
+unroutable, until they have elected a new leader (about three seconds), and the gateway's
+connection moves to another node meanwhile. The caller waits through that instead of getting
+a 503. A message the broker refused was not taken, so sending it again duplicates nothing that
+was; and should it have been, the one record per activation id still holds."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from bus.broker import ACTIVATIONS, Broker, Unroutable
+from bus.broker import ACTIVATIONS, Broker
 from bus.coalesce import Coalescer
 from bus.models import ActivationRequest
 from bus.requests import SEQUENCE
@@ -47,9 +47,9 @@ class ActivationPublisher:
                 else:
                     await self._batches.submit(activation)
                 return
-            except Unroutable:
-                raise  # no queue to take it: waiting would not make one
             except Exception as exc:
+                # Unroutable too: ft.activations always exists (every process declares it),
+                # so a return means its leader is away, which is what the wait is for.
                 if loop.time() + delay > give_up_at:
                     raise
                 log.info("publish of %s refused (%s); trying again", activation.activation_id,
