@@ -147,11 +147,24 @@ local current = redis.call('GET', KEYS[1])
 if (ARGV[1] == '' and current) or (ARGV[1] ~= '' and current ~= ARGV[1]) then
   return 0
 end
+-- KEYS[3..]: the same name in the namespace's other collections (a name is unique across them)
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 2 end
+end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """
+
+
+# A name is unique across these in a namespace, as OpenWhisk's document ids are.
+ENTITY_COLLECTIONS = ("actions", "triggers", "rules", "packages")
+
+
+class NameTaken(Exception):
+    """Another collection of the namespace holds the name (OpenWhisk's 409 "Resource by this
+    name exists but is not in this collection.")."""
 
 
 class Store:
@@ -299,16 +312,29 @@ class Store:
     ) -> bool:
         """Create (``replaces=None``) or replace the exact document read earlier.
 
-        False means a concurrent writer got there first (409 for the API)."""
+        False means a concurrent writer got there first (409 for the API); ``NameTaken``
+        that another collection of the namespace holds the name."""
         expected = pack(replaces) if replaces is not None else b""
         entity = f"{collection}:{ns}:{name}"
         done = await self._replace_entity(
-            keys=[f"ft:ent:{entity}", f"ft:ents:{collection}:{ns}"],
+            keys=[f"ft:ent:{entity}", f"ft:ents:{collection}:{ns}",
+                  *self._elsewhere(collection, ns, name)],
             args=[expected, pack(doc), updated, name, ENTITY_CHANGED_CHANNEL, entity],
         )
+        if done == 2:
+            raise NameTaken(f"{ns}/{name} is not in {collection}")
         if done:
             self._entity_changed(entity)
         return bool(done)
+
+    async def entity_elsewhere(self, collection: str, ns: str, name: str) -> bool:
+        """Whether another collection of the namespace holds ``name``."""
+        return bool(await self.redis.exists(*self._elsewhere(collection, ns, name)))
+
+    @staticmethod
+    def _elsewhere(collection: str, ns: str, name: str) -> list[str]:
+        return [f"ft:ent:{other}:{ns}:{name}" for other in ENTITY_COLLECTIONS
+                if other != collection]
 
     async def delete_entity(self, collection: str, ns: str, name: str, model: type[E]) -> E | None:
         entity = f"{collection}:{ns}:{name}"

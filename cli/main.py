@@ -11,6 +11,7 @@ from cli import commands_activations as activations
 from cli import commands_property as properties
 from cli import commands_server as server
 from cli.client import ApiUnreachable
+from cli.commands_api import add_api_commands
 from cli.commands_hosts import add_hosts_commands
 from cli.commands_top import add_top_command
 from cli.errors import EXIT_CODES_HELP, EXIT_UNREACHABLE, EXIT_USAGE, CliError
@@ -344,6 +345,7 @@ def build_parser() -> Parser:
     add_trigger_commands(subparsers, common)
     add_rule_commands(subparsers, common)
     add_package_commands(subparsers, common)
+    add_api_commands(subparsers, common)
     add_namespace_commands(subparsers, common)
     add_admin_commands(subparsers)
     _add_property_commands(subparsers)

@@ -22,8 +22,8 @@ from gateway.action_docs import (
 )
 from gateway.auth import namespace
 from gateway.bodies import read_object
-from gateway.entities import list_response, refuse_overwrite, store_document
-from gateway.errors import NOT_FOUND, ApiError
+from gateway.entities import list_response, not_found, refuse_overwrite, store_document
+from gateway.errors import ApiError
 from gateway.jsonio import json_response
 from gateway.sequence_docs import actions_parameter, resolve_components
 from gateway.state import LIMITS, STORE
@@ -92,7 +92,7 @@ async def get_action(request: web.Request) -> web.Response:
     store = request.app[STORE]
     doc = await store.get_action(ns, name)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, COLLECTION, ns, name)
     code = await code_of(store, doc) if include_code else None
     return json_response(action_json(doc, code, include_code=include_code))
 
@@ -103,7 +103,7 @@ async def delete_action(request: web.Request) -> web.Response:
     store = request.app[STORE]
     doc = await store.delete_entity(COLLECTION, ns, name, ActionDoc)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, COLLECTION, ns, name)
     # Code is content-addressed and shared between versions, so it outlives the action.
     return json_response(action_json(doc, await code_of(store, doc)))
 

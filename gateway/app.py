@@ -23,6 +23,7 @@ from bus.tracing import Tracer
 from gateway import (
     actions,
     activations,
+    api_routes,
     feeds,
     invoke,
     invokers,
@@ -169,8 +170,13 @@ def _add_package_routes(app: web.Application, ns: str) -> None:
     # POSTs to whisk.system's packages reach feeds.invoke_feed first (registered earlier),
     # which hands every action that is not a built-in feed on to the package invoke.
     app.router.add_post(packaged_action, package_actions.invoke_packaged_action)
+    # API management is whisk.system's web actions in OpenWhisk: matched before them.
+    for method in ("GET", "POST", "DELETE"):
+        app.router.add_route(method, api_routes.MANAGEMENT, api_routes.manage)
     # Web actions: no authentication required, every method (the handler refuses others).
     app.router.add_route("*", "/api/v1/web/{ns}/{pkg}/{tail:.+}", web_actions.web_action)
+    # API routes last: "/api/{ns}/..." must not shadow "/api/v1/...".
+    app.router.add_route("*", api_routes.ROUTES, api_routes.serve_route)
 
 
 async def ensure_guest(store: Store, settings: Settings) -> None:

@@ -1,5 +1,6 @@
-"""Request steps every entity collection shares: listing with ``limit``/``skip``/``count``, and
-writing a document with compare-and-set against the version read earlier."""
+"""Request steps every entity collection shares: listing with ``limit``/``skip``/``count``,
+writing a document with compare-and-set against the version read earlier, and the answer for a
+name the collection does not hold."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from bus.store import NameTaken
 from gateway.auth import namespace
-from gateway.errors import ALREADY_EXISTS, CONFLICT, ApiError
+from gateway.errors import ALREADY_EXISTS, CONFLICT, NOT_FOUND, NOT_IN_COLLECTION, ApiError
 from gateway.jsonio import json_response
 from gateway.state import LIMITS, STORE
 from gateway.validation import list_window
@@ -43,8 +45,19 @@ async def store_document(
 ) -> None:
     """Create, or replace exactly the document read earlier: a concurrent writer makes this a
     409 rather than a lost update."""
-    stored = await request.app[STORE].put_entity(
-        collection, ns, name, doc, updated, replaces=replaces
-    )
+    try:
+        stored = await request.app[STORE].put_entity(
+            collection, ns, name, doc, updated, replaces=replaces
+        )
+    except NameTaken:
+        raise ApiError(409, NOT_IN_COLLECTION) from None
     if not stored:
         raise ApiError(409, CONFLICT)
+
+
+async def not_found(request: web.Request, collection: str, ns: str, name: str) -> ApiError:
+    """404, or OpenWhisk's 409 when the name is another collection's: names are unique
+    across a namespace's actions, triggers, rules and packages."""
+    if await request.app[STORE].entity_elsewhere(collection, ns, name):
+        return ApiError(409, NOT_IN_COLLECTION)
+    return ApiError(404, NOT_FOUND)

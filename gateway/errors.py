@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 NOT_FOUND = "The requested resource does not exist."
 ALREADY_EXISTS = "resource already exists"
 CONFLICT = "Concurrent modification to resource detected."
+NOT_IN_COLLECTION = "Resource by this name exists but is not in this collection."
 FORBIDDEN = "The supplied authentication is not authorized to access this resource."
 AUTH_MISSING = "The resource requires authentication, which was not supplied with the request"
 AUTH_INVALID = "The supplied authentication is invalid"

@@ -21,6 +21,7 @@ FEED_ACTIONS: dict[tuple[str, str], FeedKind] = {
 _QUEUE_NAME_MAX = 255  # bytes, AMQP's short string
 
 # 5-field cron: (name, lowest, highest); day-of-week 0 and 7 are both Sunday.
+_SECOND = ("second", 0, 59)
 _CRON_FIELDS = (
     ("minute", 0, 59),
     ("hour", 0, 23),
@@ -95,7 +96,8 @@ def _whole(params: dict[str, Any], name: str, low: int, high: int, *, default: i
 def _alarm_fields(params: dict[str, Any]) -> dict[str, Any]:
     cron = params.get("cron")
     if cron is None:
-        raise FeedError("'cron' is required: a 5-field cron schedule such as '*/5 * * * *'")
+        raise FeedError("'cron' is required: a cron schedule such as '*/5 * * * *' (5 fields, "
+                        "or 6 with the second first)")
     return {"cron": check_cron(cron), **_schedule_fields(params)}
 
 
@@ -151,17 +153,19 @@ def _date(value: Any, name: str) -> int | None:
 
 
 def check_cron(value: Any) -> str:
-    """A 5-field schedule: each field ``*``, ``n``, ``a-b``, ``*/n`` or ``a-b/n``, or a
+    """A 5-field schedule, or a 6-field one whose first field is the second (upstream's alarms
+    feed takes both): each field ``*``, ``n``, ``a-b``, ``*/n`` or ``a-b/n``, or a
     comma-separated list of those, within the field's range."""
     if not isinstance(value, str):
         raise FeedError("'cron' must be a string")
     fields = value.split()
-    if len(fields) != len(_CRON_FIELDS):
+    if len(fields) not in (len(_CRON_FIELDS), len(_CRON_FIELDS) + 1):
         raise FeedError(
-            f"'cron' must have 5 fields (minute hour day-of-month month day-of-week), "
-            f"not {len(fields)}: '{value}'"
+            f"'cron' must have 5 fields (minute hour day-of-month month day-of-week), or 6 "
+            f"with the second first, not {len(fields)}: '{value}'"
         )
-    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+    named = _CRON_FIELDS if len(fields) == len(_CRON_FIELDS) else (_SECOND, *_CRON_FIELDS)
+    for text, (name, low, high) in zip(fields, named, strict=True):
         for item in text.split(","):
             if not _cron_item_ok(item, low, high):
                 raise FeedError(

@@ -36,6 +36,8 @@ HTML = "text/html"
 EVENT_STREAM = "text/event-stream"
 ANY_TEXT = "text/*"  # the dashboard's assets: JavaScript or CSS
 DASHBOARD_EVENTS = "/api/v1/namespaces/{ns}/dashboard/events"
+API_MANAGEMENT = "/api/v1/web/whisk.system/apimgmt/{call}"
+ROUTES_PATH = "/api/{ns}/{tail}"
 
 _NAME: Schema = {"type": "string", "pattern": ENTITY_NAME_PATTERN, "maxLength": 256}
 PATH_PARAMETERS: dict[str, Schema] = {
@@ -43,6 +45,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "activation_id": {"type": "string", "pattern": ACTIVATION_ID_PATTERN},
     "tail": {"type": "string", "description": "action[.ext][/path] of a web action"},
     "filename": {"type": "string", "enum": ["dashboard.js", "dashboard.css"]},
+    "call": {"type": "string", "description": "createApi.http, getApi.http or deleteApi.http"},
 }
 _FLAG: Schema = {"type": "boolean"}
 QUERY_PARAMETERS: dict[str, Schema] = {
@@ -55,6 +58,12 @@ QUERY_PARAMETERS: dict[str, Schema] = {
     "since": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "upto": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "timeout": {"type": "integer", "minimum": 1, "maximum": 60_000},
+    "basepath": {"type": "string", "description": "an API's base path (or name)"},
+    "relpath": {"type": "string", "description": "a route's path relative to the base path"},
+    "operation": {"type": "string", "description": "a route's HTTP method"},
+    "responsetype": {"type": "string", "enum": ["json", "http", "html", "text", "svg"]},
+    "accesstoken": {"type": "string", "description": "Ignored (the npm client sends it)."},
+    "spaceguid": {"type": "string", "description": "Ignored (the npm client sends it)."},
 }
 _LIST = ("limit", "skip", "count")
 
@@ -104,8 +113,11 @@ def _entity_crud(path: str, noun: str, schema: str, put_schema: str) -> list[Ope
     return [
         Operation("PUT", path, f"Create or update a {noun}", {200: schema}, ("overwrite",),
                   put_schema, _PUT_ERRORS),
-        Operation("GET", path, f"Get a {noun}", {200: schema}),
-        Operation("DELETE", path, f"Delete a {noun}", {200: schema}),
+        # 409: the name is another collection's (names are unique across a namespace).
+        Operation("GET", path, f"Get a {noun}", {200: schema},
+                  errors=(*_AUTHENTICATED_ERRORS, 409)),
+        Operation("DELETE", path, f"Delete a {noun}", {200: schema},
+                  errors=(*_AUTHENTICATED_ERRORS, 409)),
     ]
 
 
@@ -153,7 +165,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", _NS + "/rules", "List rules", {200: "RuleList"}, _LIST),
     *_entity_crud(_RULE, "rule", "Rule", "RulePut"),
     Operation("POST", _RULE, "Enable or disable a rule", {200: NO_BODY}, body="RuleState",
-              errors=(*_AUTHENTICATED_ERRORS, *_BODY_ERRORS)),
+              errors=(*_AUTHENTICATED_ERRORS, *_BODY_ERRORS, 409)),
     # packages
     Operation("GET", _NS + "/packages", "List packages", {200: "PackageList"},
               (*_LIST, "public")),
@@ -174,6 +186,17 @@ OPERATIONS: tuple[Operation, ...] = (
               "(an administrator's: every namespace)", {200: "DashboardSnapshot"}),
     Operation("GET", DASHBOARD_EVENTS, "The same snapshot every second, as server-sent "
               "events, until the client goes", {200: EVENT_STREAM}),
+    # API routes (gateway/api_routes.py): OpenWhisk's apimgmt web actions of whisk.system.
+    Operation("POST", API_MANAGEMENT, "Create an API route (createApi.http)", {200: ANY_BODY},
+              ("responsetype", "accesstoken", "spaceguid"), "ApiRouteCreate",
+              (*_AUTHENTICATED_ERRORS, *_BODY_ERRORS)),
+    Operation("GET", API_MANAGEMENT, "The caller's API routes, as Swagger (getApi.http)",
+              {200: "ApiRouteList"},
+              ("basepath", "relpath", "operation", "limit", "skip", "accesstoken",
+               "spaceguid")),
+    Operation("DELETE", API_MANAGEMENT, "Delete an API or some of its routes (deleteApi.http)",
+              {200: ANY_BODY}, ("basepath", "relpath", "operation", "force", "accesstoken",
+                                "spaceguid")),
 )
 
 # Web actions answer whatever the action makes them answer; authentication is optional.
@@ -245,12 +268,16 @@ def _operation(op: Operation) -> dict[str, Any]:
     return out
 
 
-def _web_operation(method: str) -> dict[str, Any]:
+def _web_operation(
+    method: str, path: str = WEB_PATH,
+    summary: str = "Call a web action (its answer is the action's)",
+) -> dict[str, Any]:
     return {
-        "summary": "Call a web action (its answer is the action's)",
-        "operationId": f"{method.lower()} {WEB_PATH}",
+        "summary": summary,
+        "operationId": f"{method.lower()} {path}",
         "parameters": [{"name": n, "in": "path", "required": True,
-                        "schema": PATH_PARAMETERS[n]} for n in ("ns", "pkg", "tail")],
+                        "schema": PATH_PARAMETERS[n]} for n in ("ns", "pkg", "tail")
+                       if "{" + n + "}" in path],
         "security": [{}, {"basic": []}],
         "responses": {"default": {"description": "What the action answered, or an error"}},
     }
@@ -263,6 +290,10 @@ def build_document() -> dict[str, Any]:
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
     paths[WEB_PATH] = {method.lower(): _web_operation(method) for method in WEB_METHODS}
+    paths[ROUTES_PATH] = {
+        method.lower(): _web_operation(method, ROUTES_PATH, "Call an API route: its web action "
+                                                            "answers (gateway/api_routes.py)")
+        for method in WEB_METHODS}
     return {
         "openapi": "3.0.3",
         "info": {

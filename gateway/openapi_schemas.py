@@ -209,6 +209,19 @@ SCHEMAS: dict[str, Schema] = {
     "RulePut": obj(trigger={"oneOf": [STRING, ref("EntityRef")]},
                    action={"oneOf": [STRING, ref("EntityRef")]}, **_PUT_COMMON),
     "RuleState": obj(("status",), status={"type": "string", "enum": ["active", "inactive"]}),
+    # API routes: what the npm client's routes.create and `wsk api create` send.
+    "ApiRouteCreate": obj(("apidoc",), apidoc=obj(
+        ("gatewayPath", "gatewayMethod", "action"),
+        namespace=STRING, gatewayBasePath=STRING, gatewayPath=STRING, gatewayMethod=STRING,
+        id=STRING, apiName=STRING,
+        action=obj(("name",), name=STRING, namespace=STRING, backendMethod=STRING,
+                   backendUrl=STRING, authkey=STRING))),
+    "ApiRouteList": obj(("apis",), apis=array(obj(
+        ("id", "key", "value"), id=STRING, key=STRING, value=obj(
+            ("namespace", "gwApiUrl", "apidoc"), namespace=STRING, gwApiUrl=STRING,
+            gwApiActivated=BOOLEAN, tenantId=STRING,
+            apidoc=obj(("swagger", "basePath", "paths"), swagger=STRING, basePath=STRING,
+                       info=ANY, paths={"type": "object"}))))),
     # -- packages
     "Binding": obj(namespace=STRING, name=STRING),
     "Package": obj(

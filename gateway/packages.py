@@ -11,7 +11,7 @@ from bus.resolution import PACKAGES
 from bus.store import Store
 from gateway.auth import namespace, path_namespace, reads_other_namespaces
 from gateway.bodies import read_object
-from gateway.entities import list_response, refuse_overwrite, store_document
+from gateway.entities import list_response, not_found, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
 from gateway.package_access import (
@@ -98,7 +98,7 @@ async def delete_package(request: web.Request) -> web.Response:
     store = request.app[STORE]
     doc = await get_package(store, ns, name)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, PACKAGES, ns, name)
     if doc.binding is None:  # a binding holds no actions: always safe to remove
         count = await store.count_entities(ACTIONS, doc.path)
         if count and not force:

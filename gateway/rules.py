@@ -14,7 +14,7 @@ from bus.ids import now_ms
 from bus.resolution import ResolutionError, Unresolved, resolve_action
 from gateway.auth import namespace
 from gateway.bodies import read_object
-from gateway.entities import list_response, refuse_overwrite, store_document
+from gateway.entities import list_response, not_found, refuse_overwrite, store_document
 from gateway.errors import FORBIDDEN, NOT_FOUND, ApiError
 from gateway.jsonio import json_response
 from gateway.rule_docs import (
@@ -100,7 +100,7 @@ async def _rule(request: web.Request) -> RuleDoc:
     name = check_entity_name(request.match_info["name"])
     doc = await request.app[STORE].get_entity(RULES, ns, name, RuleDoc)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, RULES, ns, name)
     return doc
 
 

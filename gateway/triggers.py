@@ -18,7 +18,7 @@ from bus.events import TriggerDoc, TriggerFire
 from bus.ids import new_activation_id, now_ms
 from gateway.auth import identity, namespace
 from gateway.bodies import read_json, read_object
-from gateway.entities import list_response, refuse_overwrite, store_document
+from gateway.entities import list_response, not_found, refuse_overwrite, store_document
 from gateway.errors import NOT_FOUND, UNAVAILABLE, ApiError, malformed
 from gateway.feeds import publish_feed_change
 from gateway.invoke import ACTIVATION_ID_HEADER
@@ -63,7 +63,7 @@ async def get_trigger(request: web.Request) -> web.Response:
     name = check_entity_name(request.match_info["name"])
     doc = await request.app[STORE].get_entity(TRIGGERS, ns, name, TriggerDoc)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, TRIGGERS, ns, name)
     return json_response(trigger_json(doc))
 
 
@@ -75,7 +75,7 @@ async def delete_trigger(request: web.Request) -> web.Response:
     store = request.app[STORE]
     doc = await store.delete_entity(TRIGGERS, ns, name, TriggerDoc)
     if doc is None:
-        raise ApiError(404, NOT_FOUND)
+        raise await not_found(request, TRIGGERS, ns, name)
     key = f"{ns}/{name}"
     if await store.delete_feed(key) is not None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from bus.models import ActionDoc, StatusCode
 from bus.requests import ParametersNotAllowed, build_payload, truthy
-from bus.resolution import get_package, inherited_parameters
+from bus.resolution import ResolutionError, resolve_package
 from gateway.auth import Identity
 from gateway.bodies import parse_json, read_body
 from gateway.errors import (
@@ -38,7 +39,9 @@ from gateway.web_responses import (
     WebAnswer,
     is_binary_type,
     media_type,
+    project,
     render,
+    render_projected,
 )
 
 log = logging.getLogger(__name__)
@@ -88,25 +91,37 @@ def _check_whisk_auth(doc: ActionDoc, request: web.Request, caller: Identity | N
             raise ApiError(401, AUTH_MISSING)
 
 
-async def _find_action(request: web.Request) -> tuple[ActionDoc, dict[str, Any], str, str]:
-    """The exported action, the parameters its package gives it, its extension and the rest
-    of the path; 404 when not exported (a missing action and an unexported one must look the
-    same). As in OpenWhisk, a binding does not reach web actions: the action is looked up
-    where it is stored."""
-    ns, package = request.match_info["ns"], request.match_info["pkg"]
-    name, extension, rest = split_action_segment(request.match_info["tail"])
+@dataclass(frozen=True)
+class WebTarget:
+    doc: ActionDoc
+    base: dict[str, Any]  # the parameters its package (and binding) give it
+    binding: str | None  # "ns/binding" when the URL names a binding
+    extension: str
+    rest: str  # the path after the extension
+
+
+async def _find_action(request: web.Request, ns: str, package: str, tail: str) -> WebTarget:
+    """The exported action ``ns/package/tail`` names, with its extension and the rest of the
+    path; 404 when there is none or it is not exported (a missing action and an unexported
+    one must look the same). The package may be a binding of the URL's namespace: the action
+    is then the bound package's, with the binding's parameters over the package's, as for an
+    invoke."""
+    name, extension, rest = split_action_segment(tail)
     if not (is_entity_name(ns) and is_entity_name(package) and is_entity_name(name)):
         raise ApiError(404, NOT_FOUND)
-    store = request.app[STORE]
-    # Actions in a package are stored under "<ns>/<package>".
-    owner = ns if package == DEFAULT_PACKAGE else f"{ns}/{package}"
-    doc = await request.app[ACTIONS].get(owner, name)
+    if package == DEFAULT_PACKAGE:
+        doc, base, binding = await request.app[ACTIONS].get(ns, name), {}, None
+    else:
+        try:
+            resolved = await resolve_package(request.app[STORE], ns, ns, package)
+        except ResolutionError:
+            raise ApiError(404, NOT_FOUND) from None
+        # Actions in a package are stored under "<ns>/<package>".
+        doc = await request.app[ACTIONS].get(resolved.actions_namespace, name)
+        base, binding = resolved.base_parameters(), resolved.binding_path
     if doc is None or not truthy(doc.annotation("web-export")):
         raise ApiError(404, NOT_FOUND)
-    base: dict[str, Any] = {}
-    if package != DEFAULT_PACKAGE and (pkg := await get_package(store, ns, package)):
-        base = inherited_parameters(pkg, None)
-    return doc, base, extension, rest
+    return WebTarget(doc, base, binding, extension, rest)
 
 
 def _cors_headers(request: web.Request) -> dict[str, str]:
@@ -178,9 +193,20 @@ def _to_response(answer: WebAnswer, extra: dict[str, str]) -> web.Response:
 
 
 async def web_action(request: web.Request) -> web.Response:
+    info = request.match_info
+    return await serve_web_action(request, info["ns"], info["pkg"], info["tail"])
+
+
+async def serve_web_action(
+    request: web.Request, ns: str, package: str, tail: str,
+    path_parameters: dict[str, str] | None = None,
+) -> web.Response:
+    """The web action ``/web/ns/package/tail`` answering ``request``; ``path_parameters`` (an
+    API route's ``{id}``s, gateway/api_routes.py) join the arguments like query parameters."""
     if request.method not in METHODS:
         raise web.HTTPMethodNotAllowed(request.method, METHODS)
-    doc, base, extension, rest = await _find_action(request)
+    target = await _find_action(request, ns, package, tail)
+    doc, extension, rest = target.doc, target.extension, target.rest
     custom_options = truthy(doc.annotation("web-custom-options"))
     cors = {} if custom_options else _cors_headers(request)
     if request.method == "OPTIONS" and not custom_options:
@@ -190,17 +216,19 @@ async def web_action(request: web.Request) -> web.Response:
     raw = await read_body(request, request.app[LIMITS].payload_bytes)
     raw_http = truthy(doc.annotation("raw-http"))
     arguments = build_arguments(request, raw, rest, caller, raw_http=raw_http)
+    if path_parameters and not raw_http:
+        arguments = {**path_parameters, **arguments}
     try:
-        payload = build_payload(doc, arguments, base=base)
+        payload = build_payload(doc, arguments, base=target.base)
     except ParametersNotAllowed as exc:
         raise ApiError(400, PARAMETERS_NOT_ALLOWED) from exc
 
-    # Owned and billed by the action's namespace, whoever called.
-    owner = doc.namespace.split("/", 1)[0]
+    # Owned and billed by the URL's namespace (the action's own, or the binding's), whoever
+    # called.
     activation_id, record = await activate(
-        request.app, doc, payload, namespace=owner,
+        request.app, doc, payload, namespace=ns,
         tid=transaction_id(request), wait_ms=request.app[SETTINGS].max_blocking_wait_ms,
-        traceparent=request.headers.get("traceparent"),
+        binding=target.binding, traceparent=request.headers.get("traceparent"),
     )
     headers = {ACTIVATION_ID_HEADER: activation_id, **cors}
     if record is None:
@@ -212,8 +240,14 @@ async def web_action(request: web.Request) -> web.Response:
         result = record.response.result.get("error")  # the error is rendered like a result
     else:
         raise ApiError(400, PROCESSING_ERROR, headers)
+    # Past the extension, the path names a field of the result to answer with (not for
+    # .http, whose path is only the action's __ow_path).
+    projection = [name for name in rest.split("/") if name]
     try:
-        answer = render(extension, result)
+        if projection and extension != DEFAULT_EXTENSION:
+            answer = render_projected(extension, project(result, projection))
+        else:
+            answer = render(extension, result)
     except ApiError as exc:
         raise ApiError(exc.status, exc.message, headers) from None
     return _to_response(answer, headers)

@@ -17,6 +17,7 @@ INVALID_HTTP = "Response is not valid 'message/http'."
 INVALID_HTML = "Response is not valid 'text/html'."
 INVALID_SVG = "Response is not valid 'image/svg+xml'."
 INVALID_TEXT = "Response is not valid 'text/plain'."
+PROPERTY_NOT_FOUND = "Response does not include requested property."
 
 EXTENSIONS = (".http", ".json", ".html", ".svg", ".text")
 DEFAULT_EXTENSION = ".http"
@@ -82,6 +83,38 @@ def render(extension: str, result: Any) -> WebAnswer:
     if extension == ".text":
         return as_text(result)
     return as_http(result)
+
+
+def project(result: Any, path: list[str]) -> Any:
+    """The field ``path`` names inside the result (``.json/body/x``: ``result["body"]["x"]``);
+    404 if there is none."""
+    for name in path:
+        if not isinstance(result, dict) or name not in result:
+            raise ApiError(404, PROPERTY_NOT_FOUND)
+        result = result[name]
+    return result
+
+
+def render_projected(extension: str, value: Any) -> WebAnswer:
+    """A projected field, rendered as the extension says: ``.json`` an object or array,
+    ``.html`` and ``.svg`` a string, ``.text`` any JSON value as text."""
+    if extension == ".json":
+        return as_json(value)
+    if extension == ".html":
+        return _as_string_media(value, "text/html; charset=UTF-8", INVALID_HTML)
+    if extension == ".svg":
+        return _as_string_media(value, "image/svg+xml", INVALID_SVG)
+    return WebAnswer(200, _as_text(value).encode(), "text/plain; charset=UTF-8")
+
+
+def _as_text(value: Any) -> str:
+    """As OpenWhisk prints a JSON value for ``.text``: strings bare, objects pretty-printed,
+    everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
 def as_json(result: Any) -> WebAnswer:

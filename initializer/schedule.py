@@ -1,7 +1,8 @@
-"""When alarm feeds are due: 5-field cron expressions (UTC) and fixed intervals, as pure
-functions of epoch milliseconds so they test without clocks.
+"""When alarm feeds are due: cron expressions (UTC) and fixed intervals, as pure functions of
+epoch milliseconds so they test without clocks.
 
-Cron fields are minute, hour, day of month, month, day of week (0 or 7 is Sunday); each is
+Cron fields are minute, hour, day of month, month, day of week (0 or 7 is Sunday), with an
+optional sixth in front for the second (as upstream's alarms feed, which uses node-cron); each is
 ``*``, a number, a range ``a-b``, a step ``*/n``, ``a-b/n`` or ``a/n``, or a comma list of
 those; months and weekdays also take three-letter names. As in Vixie cron, when both day
 fields are restricted a day matching either one is due.
@@ -60,6 +61,7 @@ def _field(text: str, low: int, high: int, names: list[str] | None = None) -> fr
 
 @dataclass(frozen=True)
 class Cron:
+    seconds: frozenset[int]  # {0} for a 5-field expression
     minutes: frozenset[int]
     hours: frozenset[int]
     days: frozenset[int]
@@ -71,12 +73,14 @@ class Cron:
     @classmethod
     def parse(cls, expression: str) -> Cron:
         fields = expression.split()
-        if len(fields) != 5:
-            raise CronError(f"a cron expression has 5 fields, not {len(fields)}")
+        if len(fields) not in (5, 6):
+            raise CronError(f"a cron expression has 5 or 6 fields, not {len(fields)}")
+        second = fields.pop(0) if len(fields) == 6 else "0"
         minute, hour, day, month, weekday = fields
         weekdays = _field(weekday, 0, 7, _DAYS)
         return cls(
-            minutes=_field(minute, 0, 59), hours=_field(hour, 0, 23), days=_field(day, 1, 31),
+            seconds=_field(second, 0, 59), minutes=_field(minute, 0, 59),
+            hours=_field(hour, 0, 23), days=_field(day, 1, 31),
             months=_field(month, 1, 12, _MONTHS),
             weekdays=frozenset(d % 7 for d in weekdays),
             days_restricted=not day.startswith("*"),
@@ -96,11 +100,15 @@ class Cron:
 
 
 def cron_ticks(cron: Cron, after_ms: int, upto_ms: int) -> Iterator[int]:
-    """Minute starts in (after_ms, upto_ms] the expression matches."""
-    minute = (after_ms // MINUTE_MS + 1) * MINUTE_MS
+    """The seconds in (after_ms, upto_ms] the expression matches: for each matching minute,
+    its matching seconds (just its start for a 5-field expression)."""
+    seconds = sorted(cron.seconds)
+    minute = after_ms // MINUTE_MS * MINUTE_MS
     while minute <= upto_ms:
         if cron.matches(dt.datetime.fromtimestamp(minute / 1000, dt.UTC)):
-            yield minute
+            for second in seconds:
+                if after_ms < (tick := minute + second * 1000) <= upto_ms:
+                    yield tick
         minute += MINUTE_MS
 
 

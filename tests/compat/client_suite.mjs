@@ -4,9 +4,8 @@
 //
 // Differences from upstream, on purpose: every entity gets a per-run suffix and is cleaned up
 // (upstream leaves e.g. `glorfindel2` behind, so a second run against the same server would
-// fail); routes (the API gateway) are not covered: Funtainer has no API gateway. Feeds use
-// a 5-field cron (upstream's 6-field, per-second schedule is refused by Funtainer's alarms,
-// whose granularity is a minute).
+// fail). Routes run against Funtainer's own API routes (gateway/api_routes.py) with a token,
+// as upstream's routes.test.js does against OpenWhisk's API gateway.
 
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -315,19 +314,19 @@ test('feeds: alarm feed create, get, update, delete through the client', async (
   const feedName = '/whisk.system/alarms/alarm';
   await ow.triggers.create({ name: trigger });
   try {
-    const params = { cron: '*/8 * * * *', trigger_payload: { name: 'test', place: 'hello' } };
+    const params = { cron: '*/8 * * * * *', trigger_payload: { name: 'test', place: 'hello' } };
     const created = await ow.feeds.create({ feedName, trigger, params });
     assert.equal(created.response.success, true);
     assert.match(created.activationId, /^[0-9a-f]{32}$/);
 
     const read = await ow.feeds.get({ feedName, trigger });
     assert.equal(read.response.success, true);
-    assert.equal(read.response.result.config.cron, '*/8 * * * *');
+    assert.equal(read.response.result.config.cron, '*/8 * * * * *');
 
-    const updated = await ow.feeds.update({ feedName, trigger, params: { cron: '*/9 * * * *' } });
+    const updated = await ow.feeds.update({ feedName, trigger, params: { cron: '*/9 * * * * *' } });
     assert.equal(updated.response.success, true);
     const reread = await ow.feeds.get({ feedName, trigger });
-    assert.equal(reread.response.result.config.cron, '*/9 * * * *');
+    assert.equal(reread.response.result.config.cron, '*/9 * * * * *');
 
     const deleted = await ow.feeds.delete({ feedName, trigger });
     assert.equal(deleted.response.success, true);
@@ -379,5 +378,29 @@ test('actions: a web action created with web-export answers its URL', async () =
     assert.deepEqual(await response.json(), { hello: 'npm' });
   } finally {
     await ow.actions.delete({ name });
+  }
+});
+
+// -- routes.test.js -------------------------------------------------------------------------
+
+test('routes: create, retrieve and delete action route using token', async () => {
+  const actionName = unique('routeAction');
+  const basepath = `/testing-${RUN}`;
+  await ow.actions.create({ actionName, action: '' });
+  try {
+    await ow.routes.create({ action: actionName, basepath, relpath: '/foo/bar',
+                             operation: 'POST' });
+    const results = await ow.routes.list({ basepath });
+    assert.equal(results.apis.length, 1);
+    const apidoc = results.apis[0].value.apidoc;
+    assert.equal(apidoc.basePath, basepath);
+    assert.ok(Object.hasOwn(apidoc.paths, '/foo/bar'));
+    const path = apidoc.paths['/foo/bar'];
+    assert.ok(Object.hasOwn(path, 'post'));
+    assert.equal(path.post['x-openwhisk'].action, actionName);
+    await ow.routes.delete({ basepath });
+    assert.equal((await ow.routes.list({ basepath })).apis.length, 0);
+  } finally {
+    await ow.actions.delete({ actionName });
   }
 });

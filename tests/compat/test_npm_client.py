@@ -51,6 +51,8 @@ async def test_openwhisk_npm_client_suite(cluster: Cluster) -> None:
         "__OW_API_KEY": cluster.auth,
         "__OW_API_HOST": cluster.api_host,
         "__OW_NAMESPACE": "guest",
+        # The npm client sends it with route calls (OpenWhisk's API gateway wants one).
+        "__OW_APIGW_TOKEN": "funtainer-test-token",
     }
     done = await asyncio.to_thread(
         subprocess.run, ["node", "--test", "--test-reporter=spec", str(SUITE)],

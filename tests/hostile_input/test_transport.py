@@ -99,7 +99,7 @@ async def test_header_values_that_are_not_utf8_reach_actions_encodable(
     async with api.put("/api/v1/namespaces/_/triggers/hostile-bytes?overwrite=true",
                        json={}) as reply:
         assert reply.status == 200
-    async with api.put("/api/v1/namespaces/_/rules/hostile-bytes?overwrite=true",
+    async with api.put("/api/v1/namespaces/_/rules/hostile-bytes-rule?overwrite=true",
                        json={"trigger": "hostile-bytes", "action": web_echo}) as reply:
         assert reply.status == 200, await reply.text()
     raw = _request(host, "/api/v1/namespaces/_/triggers/hostile-bytes",

@@ -20,6 +20,11 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
     return found
 
 
+# For a test of what no container backend takes part in (the initializer's schedules and feed
+# ownership): once, on the Docker cluster, saves the suite the second run.
+BACKEND_NEUTRAL = pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+
+
 def _settings_of_test(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """The cluster's settings (its vhost and Redis database) for a test on a cluster, the
     session's for one that starts its own gateway."""

@@ -931,3 +931,26 @@ async def test_activations_of_one_turn_share_one_confirmed_message(
     await gateway.app[PUBLISHER].publish(alone)
     await invoker.received(alone.activation_id)
     assert invoker.messages[alone.activation_id].message_id == alone.activation_id
+
+
+async def test_a_name_belongs_to_one_collection_of_a_namespace(api: Api) -> None:
+    """As OpenWhisk's document ids: an action's name is no trigger's, rule's or package's."""
+    name = new_name()
+    await create(api, name)
+    taken = "Resource by this name exists but is not in this collection."
+    assert_error(await api.call("PUT", f"/api/v1/namespaces/_/triggers/{name}", json={}),
+                 409, taken)
+    assert_error(await api.call("PUT", f"/api/v1/namespaces/_/packages/{name}", json={}),
+                 409, taken)
+    for collection in ("triggers", "rules"):
+        assert_error(await api.call("GET", f"/api/v1/namespaces/_/{collection}/{name}"),
+                     409, taken)
+    assert_error(await api.call("DELETE", f"/api/v1/namespaces/_/packages/{name}"), 409, taken)
+    assert (await api.call("GET", f"/api/v1/namespaces/_/actions/{name}")).status == 200
+    # A name nobody holds is still simply missing.
+    assert_error(await api.call("GET", f"/api/v1/namespaces/_/triggers/{new_name()}"),
+                 404, "The requested resource does not exist.")
+    # Once the action is gone, the name is free for a trigger.
+    assert (await api.call("DELETE", f"/api/v1/namespaces/_/actions/{name}")).status == 200
+    assert (await api.call("PUT", f"/api/v1/namespaces/_/triggers/{name}", json={})).status == 200
+    assert_error(await api.call("GET", f"/api/v1/namespaces/_/actions/{name}"), 409, taken)

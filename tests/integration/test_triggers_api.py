@@ -610,9 +610,11 @@ async def test_alarm_and_interval_feeds(api: Api, store: Store, listen: Listen) 
      "'maxRetries' must be a whole number from 0 to 100"),
     ("rabbitmq/queue", {"queue": "q", "deadLetterQueue": "q"},
      "'deadLetterQueue' must not be the consumed 'queue'"),
-    ("alarms/alarm", {}, "'cron' is required: a 5-field cron schedule such as '*/5 * * * *'"),
+    ("alarms/alarm", {}, "'cron' is required: a cron schedule such as '*/5 * * * *' "
+                         "(5 fields, or 6 with the second first)"),
     ("alarms/alarm", {"cron": "* * * *"},
-     "'cron' must have 5 fields (minute hour day-of-month month day-of-week), not 4: '* * * *'"),
+     "'cron' must have 5 fields (minute hour day-of-month month day-of-week), or 6 with the "
+     "second first, not 4: '* * * *'"),
     ("alarms/alarm", {"cron": "60 * * * *"},
      "'cron' field minute '60' is not valid: use *, numbers 0-59, ranges a-b, steps */n or "
      "a-b/n, and lists with ','"),
@@ -694,16 +696,16 @@ async def test_trigger_delete_removes_its_feed(api: Api, store: Store, listen: L
 
 @pytest.mark.parametrize("cron", [
     "* * * * *", "0 0 1 1 0", "59 23 31 12 7", "*/15 * * * *", "0-30/10 8-17 * 1,6,12 1-5",
-    "5,10,15 0 * * *",
+    "5,10,15 0 * * *", "*/10 * * * * *", "0,30 */5 * * * *", "59 59 23 31 12 7",
 ])
 def test_cron_accepts(cron: str) -> None:
     assert check_cron(cron) == cron
 
 
 @pytest.mark.parametrize("cron", [
-    "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *",
-    "* * * * 8", "*/0 * * * *", "5-1 * * * *", "5/15 * * * *", "a * * * *", "1,,2 * * * *",
-    "-1 * * * *", "* * * JAN *", "", "1-2-3 * * * *",
+    "* * * *", "* * * * * * *", "60 * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *",
+    "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "5/15 * * * *", "a * * * *",
+    "1,,2 * * * *", "-1 * * * *", "* * * JAN *", "", "1-2-3 * * * *",
 ])
 def test_cron_rejects(cron: str) -> None:
     with pytest.raises(FeedError):

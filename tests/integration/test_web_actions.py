@@ -68,17 +68,42 @@ async def test_json_extension_returns_the_whole_result_with_ow_inputs(
     http: aiohttp.ClientSession, anonymous: aiohttp.ClientSession
 ) -> None:
     url = await _web_action(http, ECHO)
-    async with anonymous.put(url + ".json/some/path?q=1", json={"q": 2, "b": True},
+    async with anonymous.put(url + ".json?q=1", json={"q": 2, "b": True},
                              headers={"X-Thing": "yes"}) as resp:
         assert resp.status == 200, await resp.text()
         args = await resp.json()
     assert args["q"] == 2 and args["b"] is True  # the body wins over the query
-    assert args["__ow_method"] == "put" and args["__ow_path"] == "/some/path"
+    assert args["__ow_method"] == "put" and args["__ow_path"] == ""
     assert args["__ow_headers"]["x-thing"] == "yes"
     assert "__ow_user" not in args
     async with anonymous.post(url + ".json", data=b"plain words",
                               headers={"Content-Type": "text/plain"}) as resp:
         assert (await resp.json())["__ow_body"] == "plain words"
+
+
+async def test_the_path_after_the_extension_projects_a_field_of_the_result(
+    http: aiohttp.ClientSession, anonymous: aiohttp.ClientSession
+) -> None:
+    url = await _web_action(
+        http, 'def main(args):\n    return {"echo": args, "content": {"z": "Z", "n": 5}}\n')
+    async with anonymous.get(url + ".json/echo?q=1") as resp:
+        assert resp.status == 200, await resp.text()
+        args = await resp.json()
+    assert args["__ow_path"] == "/echo" and args["q"] == "1"  # the action sees the path too
+    for path in ("content/z", "content/z/", "content/z//"):
+        async with anonymous.get(f"{url}.text/{path}") as resp:
+            assert resp.status == 200 and await resp.text() == "Z"
+    async with anonymous.get(url + ".text/content/n") as resp:
+        assert await resp.text() == "5"
+    async with anonymous.get(url + ".json/content") as resp:
+        assert await resp.json() == {"z": "Z", "n": 5}
+    async with anonymous.get(url + ".json/content/z") as resp:  # a string is no JSON answer
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "Response is not valid 'application/json'."
+    for path in ("foobar", "content/z/x"):
+        async with anonymous.get(f"{url}.text/{path}") as resp:
+            assert resp.status == 404
+            assert (await resp.json())["error"] == "Response does not include requested property."
 
 
 async def test_json_scalar_is_400(
@@ -215,3 +240,33 @@ async def test_errors(http: aiohttp.ClientSession, anonymous: aiohttp.ClientSess
         assert resp.status == 400
     async with anonymous.head(url + ".json") as resp:
         assert resp.status == 200
+
+
+async def test_a_binding_in_the_url_reaches_the_bound_packages_web_action(
+    http: aiohttp.ClientSession, anonymous: aiohttp.ClientSession
+) -> None:
+    package, binding, name = _name("tools"), _name("mine"), _name("hi")
+    async with http.put(f"/api/v1/namespaces/_/packages/{package}",
+                        json={"parameters": [{"key": "greeting", "value": "Hi"},
+                                             {"key": "who", "value": "package"}]}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.put(f"/api/v1/namespaces/_/packages/{binding}", json={
+            "binding": {"namespace": "guest", "name": package},
+            "parameters": [{"key": "greeting", "value": "Hey"}]}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.put(f"{ACTIONS}/{package}/{name}", json={
+            "exec": {"kind": "python:3.11", "code": ECHO},
+            "annotations": [{"key": "web-export", "value": True}]}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with anonymous.get(f"/api/v1/web/guest/{binding}/{name}.json") as resp:
+        assert resp.status == 200, await resp.text()
+        args = await resp.json()
+        activation_id = resp.headers["x-openwhisk-activation-id"]
+    assert (args["greeting"], args["who"]) == ("Hey", "package")  # binding over package
+    async with anonymous.get(f"/api/v1/web/guest/{package}/{name}.json") as resp:
+        assert (await resp.json())["greeting"] == "Hi"
+    async with http.get(f"/api/v1/namespaces/_/activations/{activation_id}") as resp:
+        record = await resp.json()
+    assert {"key": "binding", "value": f"guest/{binding}"} in record["annotations"]
+    async with anonymous.get(f"/api/v1/web/guest/{_name('none')}/{name}.json") as resp:
+        assert resp.status == 404

@@ -95,6 +95,10 @@ async def _populate_b(b: Client, secret: str) -> list[str]:
     await b.ok("PUT", f"{ns}/actions/b-pub/pubact",
                json_body={"exec": EXEC, "parameters": init_secret})
     await b.ok("PUT", f"{ns}/triggers/b-trig", json_body={})
+    # An API route to b-act (not a web action, so calling the route finds nothing to run).
+    await b.ok("POST", "/api/v1/web/whisk.system/apimgmt/createApi.http", json_body={
+        "apidoc": {"namespace": "_", "gatewayBasePath": "/b-api", "gatewayPath": "/x",
+                   "gatewayMethod": "GET", "action": {"name": "b-act", "namespace": "_"}}})
     await b.ok("PUT", f"{ns}/rules/b-rule",
                json_body={"trigger": "/_/b-trig", "action": "/_/b-act"})
     invoked = await b.ok("POST", f"{ns}/actions/b-act", params={"blocking": "true"})

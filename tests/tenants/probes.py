@@ -94,6 +94,8 @@ _ACTIVATION = re.compile(r"^/api/v1/namespaces/\{ns\}/activations/\{activation_i
 _COLLECTION = re.compile(r"^/api/v1/namespaces/\{ns\}/(\w+)$")
 _FEEDS = re.compile(r"^/api/v1/namespaces/whisk\.system/actions/\{package\}/\{name\}$")
 _WEB = re.compile(r"^/api/v1/web/\{ns\}/\{pkg\}/\{tail\}$")
+_API_MANAGEMENT = "/api/v1/web/whisk.system/apimgmt/{call}"
+_API_ROUTES = "/api/{ns}/{tail}"
 
 _B_NAMES = {"actions": "b-act", "triggers": "b-trig", "rules": "b-rule", "packages": "b-priv"}
 
@@ -182,6 +184,29 @@ def tries_for_route(method: str, template: str, world: World, ghost: str) -> lis
                                (("b-pub", "pubact"), ("b-pub", ghost))):
             pair(b, fill(b, *values), fill(b, *ghosts), (*values, *ghosts))
             pair(b, fill(b, *values), fill(ghost, *values), (b, ghost), suffix=" vs missing ns")
+        return out
+    if template == _API_MANAGEMENT:
+        # A's calls only ever see A's own APIs: B's base path is as unknown as a ghost's.
+        mgmt = "/api/v1/web/whisk.system/apimgmt/{}.http?basepath=/{}".format
+        if method == "GET":
+            out.append(Try(label, method, mgmt("getApi", "b-api"), mgmt("getApi", ghost),
+                           names=("b-api", ghost), denied=frozenset({200})))
+        elif method == "DELETE":
+            out.append(Try(label, method, mgmt("deleteApi", "b-api"), mgmt("deleteApi", ghost),
+                           names=("b-api", ghost), denied=frozenset({404})))
+        else:  # a route of A's own to B's action: B's web actions are anyone's to call
+            path = "/api/v1/web/whisk.system/apimgmt/createApi.http"
+            route = {"namespace": "_", "gatewayBasePath": "/a-api", "gatewayPath": "/y",
+                     "gatewayMethod": "GET"}
+            out.append(Try(label, method, path, path,
+                           {"apidoc": {**route, "action": {"name": "b-act", "namespace": b}}},
+                           {"apidoc": {**route, "action": {"name": ghost, "namespace": b}}},
+                           names=("b-act", ghost), denied=frozenset({200})))
+        return out
+    if template == _API_ROUTES:
+        fill = "/api/{}/{}/x".format
+        pair(b, fill(b, "b-api"), fill(b, ghost), ("b-api", ghost))
+        pair(b, fill(b, "b-api"), fill(ghost, "b-api"), (b, ghost), suffix=" vs missing ns")
         return out
     raise AssertionError(f"route {label} has placeholders this suite does not know yet")
 
