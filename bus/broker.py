@@ -304,6 +304,19 @@ def activation_requests(message: AbstractIncomingMessage) -> list[ActivationRequ
     return [unpack(message.body, ActivationRequest)]
 
 
+async def activation_requests_or_dead_letter(
+    message: AbstractIncomingMessage,
+) -> list[ActivationRequest] | None:
+    """``activation_requests``, or None for a message that cannot be read: it is rejected
+    without requeueing, so ``ft.dead`` keeps it instead of it coming back forever."""
+    try:
+        return activation_requests(message)
+    except Exception:
+        log.exception("poison message %s sent to ft.dead", message.message_id)
+        await settle(message, ack=False, requeue=False)
+        return None
+
+
 async def settle(
     message: AbstractIncomingMessage, *, ack: bool = True, requeue: bool = True
 ) -> None:

@@ -15,7 +15,13 @@ import logging
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from bus.broker import ACTIVATIONS, Broker, activation_requests, invoker_queue, settle
+from bus.broker import (
+    ACTIVATIONS,
+    Broker,
+    activation_requests_or_dead_letter,
+    invoker_queue,
+    settle,
+)
 from bus.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,11 +63,8 @@ class QueueDrain:
         log.info("stopped draining %s (%d rescheduled)", self.invoker_id, self.moved)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        try:
-            requests = activation_requests(message)
-        except Exception:
-            log.exception("poison message %s sent to ft.dead", message.message_id)
-            await settle(message, ack=False, requeue=False)
+        requests = await activation_requests_or_dead_letter(message)
+        if requests is None:
             return
         try:
             again = [req.model_copy(update={"attempt": req.attempt + 1, "held_by": None})

@@ -20,7 +20,7 @@ from bus.broker import (
     HEALTH,
     Broker,
     Unroutable,
-    activation_requests,
+    activation_requests_or_dead_letter,
     invoker_queue,
     settle,
     spawn,
@@ -148,11 +148,8 @@ class Initializer:
     async def on_activation(self, message: AbstractIncomingMessage) -> None:
         if message.redelivered:
             self.metrics.redeliveries.labels(ACTIVATIONS).inc()
-        try:
-            requests = activation_requests(message)
-        except Exception:
-            log.exception("poison message %s sent to ft.dead", message.message_id)
-            await settle(message, ack=False, requeue=False)
+        requests = await activation_requests_or_dead_letter(message)
+        if requests is None:
             return
         if len(requests) == 1 and is_sequence(requests[0]):
             # Runs for as long as its components do: off the consumer's path.

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from bus.broker import settle
+from bus.broker import activation_requests_or_dead_letter, settle
+from bus.models import ActivationRequest
 
 
 class Delivery:
@@ -30,3 +31,17 @@ class Delivery:
         """Redelivery of what it carries (only when it is ``alone``)."""
         self.pending = 0
         await settle(self.message, ack=False, requeue=True)
+
+
+async def receive(
+    message: AbstractIncomingMessage, *, draining: bool
+) -> tuple[Delivery, list[ActivationRequest]] | None:
+    """What an invoker's queue handed over, to take on; None when there is nothing to take
+    (an unreadable message, dead-lettered; or this invoker is draining: back to the queue)."""
+    requests = await activation_requests_or_dead_letter(message)
+    if requests is None:
+        return None
+    if draining:
+        await settle(message, ack=False, requeue=True)
+        return None
+    return Delivery(message, len(requests)), requests

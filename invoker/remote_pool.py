@@ -28,7 +28,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import HEALTH, Broker, activation_requests, settle, spawn
+from bus.broker import HEALTH, Broker, spawn
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import ActivationRecord, ActivationRequest, Heartbeat, KeyValue, StatusCode
@@ -36,7 +36,7 @@ from bus.process import connections, run_process, stop_on_signals
 from bus.samples import SamplePublisher
 from bus.store import Store
 from invoker import outcome as oc
-from invoker.deliveries import Delivery
+from invoker.deliveries import Delivery, receive
 from invoker.handoff import Handoff
 from invoker.records import build_record
 from invoker.remote_api import STATUS_BY_NAME, NotDeployed, RemoteApi, RemoteFailure
@@ -102,16 +102,10 @@ class RemotePool:
             task.cancel()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        try:
-            requests = activation_requests(message)
-        except Exception:
-            log.exception("poison message %s sent to ft.dead", message.message_id)
-            await settle(message, ack=False, requeue=False)
+        received = await receive(message, draining=self.draining)
+        if received is None:
             return
-        if self.draining:
-            await settle(message, ack=False, requeue=True)
-            return
-        delivery = Delivery(message, len(requests))
+        delivery, requests = received
         for req in requests:
             if req.activation_id in self.jobs:  # delivered again while forwarded: ack both
                 await delivery.done()

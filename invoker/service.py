@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import CollectorRegistry
 
-from bus.broker import ACTIVATIONS, HEALTH, Broker, activation_requests, settle, spawn
+from bus.broker import ACTIVATIONS, HEALTH, Broker, spawn
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import (
@@ -30,7 +30,7 @@ from bus.telemetry import new_registry, serve_metrics
 from bus.tracing import Span, Tracer
 from invoker import outcome as oc
 from invoker.backends import ContainerBackend, ContainerHandle, ImageUnavailable
-from invoker.deliveries import Delivery
+from invoker.deliveries import Delivery, receive
 from invoker.direct import DirectServer
 from invoker.handoff import Handoff
 from invoker.logs import collect
@@ -144,16 +144,10 @@ class Invoker:
     # -- intake ------------------------------------------------------------------------------
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        try:
-            requests = activation_requests(message)
-        except Exception:
-            log.exception("poison message %s sent to ft.dead", message.message_id)
-            await settle(message, ack=False, requeue=False)
+        received = await receive(message, draining=self.draining)
+        if received is None:
             return
-        if self.draining:
-            await settle(message, ack=False, requeue=True)
-            return
-        delivery = Delivery(message, len(requests))
+        delivery, requests = received
         for req in requests:
             await self._take(req, delivery, again=message.redelivered)
 

@@ -147,7 +147,7 @@ async def test_a_remote_that_dies_costs_explicit_errors_and_loses_nothing(
     name = f"nap{secrets.token_hex(2)}"
     await put_action(bursting.http, name, sleeper(0.5), timeout_ms=10_000, memory=128)
     load = Load()
-    running = asyncio.ensure_future(run_load(bursting.http, name, 48, concurrency=12,
+    running = asyncio.ensure_future(run_load(bursting.http, name, 32, concurrency=12,
                                              load=load))
     await wait_for_done(bursting.store, load, 4)
     gateway = hosts.processes.procs["gateway"]

@@ -21,7 +21,8 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
 
 
 # For a test of what no container backend takes part in (the initializer's schedules and feed
-# ownership): once, on the Docker cluster, saves the suite the second run.
+# ownership, throttle counting, the CLI's requests, web action routing): once, on the Docker
+# cluster, saves the suite the second run.
 BACKEND_NEUTRAL = pytest.mark.parametrize("cluster", ["docker"], indirect=True)
 
 

@@ -30,6 +30,7 @@ from gateway.catalog import SYSTEM_KEY, SYSTEM_UUID, install_catalog
 from gateway.validation import GatewayLimits
 from tests.cluster_fixtures import Cluster
 from tests.conftest import fresh_vhost
+from tests.integration.conftest import BACKEND_NEUTRAL
 from tests.integration.test_gateway import (  # noqa: F401  (fixtures, used by name)
     CODE,
     CODE_LIMIT,
@@ -416,6 +417,7 @@ def _ft(cluster: Cluster, home: Path, *args: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=60)
 
 
+@BACKEND_NEUTRAL
 async def test_cli_packages(cluster: Cluster, tmp_path: Path) -> None:
     (tmp_path / ".wskprops").write_text(f"APIHOST={cluster.api_host}\nAUTH={cluster.auth}\n")
     pkg, bound = new_name("clipkg"), new_name("clibind")

@@ -15,6 +15,7 @@ import pytest
 from bus.models import NamespaceAuth, NamespaceLimits
 from bus.store import Store
 from tests.cluster_fixtures import Cluster
+from tests.integration.conftest import BACKEND_NEUTRAL
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 SLEEPY = "import time\ndef main(args):\n    time.sleep(args.get('s', 0))\n    return {'ok': 1}\n"
@@ -64,6 +65,7 @@ async def test_invoker_record_frees_the_slot(
     assert (await _invoke(http, "sleepy", "?blocking=true&result=true"))[0] == 200
 
 
+@BACKEND_NEUTRAL
 async def test_sequence_counts_once(own: tuple[aiohttp.ClientSession, str], store: Store) -> None:
     http, ns = own
     await _put(http, "step", {"kind": "python:3.11", "code": SLEEPY})

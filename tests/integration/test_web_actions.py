@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from tests.cluster_fixtures import Cluster
+from tests.integration.conftest import BACKEND_NEUTRAL
 
 ACTIONS = "/api/v1/namespaces/_/actions"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe binary"
@@ -81,6 +82,7 @@ async def test_json_extension_returns_the_whole_result_with_ow_inputs(
         assert (await resp.json())["__ow_body"] == "plain words"
 
 
+@BACKEND_NEUTRAL
 async def test_the_path_after_the_extension_projects_a_field_of_the_result(
     http: aiohttp.ClientSession, anonymous: aiohttp.ClientSession
 ) -> None:
@@ -242,6 +244,7 @@ async def test_errors(http: aiohttp.ClientSession, anonymous: aiohttp.ClientSess
         assert resp.status == 200
 
 
+@BACKEND_NEUTRAL
 async def test_a_binding_in_the_url_reaches_the_bound_packages_web_action(
     http: aiohttp.ClientSession, anonymous: aiohttp.ClientSession
 ) -> None:
