@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from bus.codec import CONTENT_TYPE, pack, unpack
 from bus.events import ACTIVATION_EVENTS, DESTINATIONS_QUEUE, FEEDS_EXCHANGE, FIRES_QUEUE
-from bus.models import ActivationBatch, ActivationRequest
+from bus.models import ActivationBatch, ActivationRequest, Heartbeat
 from bus.rabbit_nodes import connect_to_cluster
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,13 @@ class Broker:
             await q.bind(bind_to)
         self._consumer_tags[q.name] = await q.consume(handler, no_ack=auto_ack)
         return q
+
+    async def publish_heartbeat(self, beat: Heartbeat) -> None:
+        """An invoker's heartbeat on ``ft.health``: fire-and-forget, and never raises (the next
+        one follows a second later; silence is what the initializers act on)."""
+        with contextlib.suppress(Exception):
+            await self.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
+                               mandatory=False, confirm=False)
 
     async def backlog(self, queue: str) -> int:
         """Messages waiting in ``queue`` (not delivered to a consumer yet). Asked on a channel

@@ -23,12 +23,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bus.broker import HEALTH, Broker, spawn
+from bus.broker import Broker, spawn
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import ActivationRecord, ActivationRequest, Heartbeat, KeyValue, StatusCode
@@ -48,12 +47,6 @@ REMOTE_HOST = "remoteApiHost"
 REMOTE_FAILED = "The remote pool failed to run the action: {why}"
 
 
-@dataclass
-class Forwarded:
-    request: ActivationRequest
-    delivery: Delivery
-
-
 class RemotePool:
     def __init__(
         self, settings: Settings, store: Store, broker: Broker, remote: RemoteApi
@@ -66,7 +59,7 @@ class RemotePool:
         self.capacity_mb = settings.user_memory_mb  # what it offers placement
         self.in_use_mb = 0
         self._room = asyncio.Condition()
-        self.jobs: dict[str, Forwarded] = {}
+        self.jobs: dict[str, ActivationRequest] = {}  # activation id -> what is forwarded
         self.remote_answers = True
         self.draining = False
         self._queue: AbstractQueue | None = None
@@ -116,7 +109,7 @@ class RemotePool:
                     await self.handoff.answer_again(req, existing)
                     await delivery.done()
                     continue
-            self.jobs[req.activation_id] = Forwarded(req, delivery)
+            self.jobs[req.activation_id] = req
             spawn(self._forward(req, delivery), self._tasks)
 
     async def _forward(self, req: ActivationRequest, delivery: Delivery) -> None:
@@ -188,13 +181,11 @@ class RemotePool:
         beat = Heartbeat(
             invoker_id=self.id, at=now_ms(), user_memory=self.capacity_mb,
             free_memory=self.capacity_mb - self.in_use_mb, busy=running, queued=0,
-            work_memory=sum(f.request.action.limits.memory for f in self.jobs.values()),
+            work_memory=sum(r.action.limits.memory for r in self.jobs.values()),
             draining=self.draining or not self.remote_answers, held=list(self.jobs),
             backlog=backlog, remote=True, namespaces=self.settings.burst_namespaces or None,
         )
-        with contextlib.suppress(Exception):
-            await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
-                                      mandatory=False, confirm=False)
+        await self.broker.publish_heartbeat(beat)
 
 
 def _annotation(record: dict[str, Any] | None, key: str) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import CollectorRegistry
 
-from bus.broker import ACTIVATIONS, HEALTH, Broker, spawn
+from bus.broker import ACTIVATIONS, Broker, spawn
 from bus.config import Settings
 from bus.ids import now_ms
 from bus.models import (
@@ -501,9 +501,7 @@ class Invoker:
                               if c.answer is not None and c.message is None),
             backlog=backlog, containers=self.pool.state_counts(),
         )
-        with contextlib.suppress(Exception):
-            await self.broker.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
-                                      mandatory=False, confirm=False)
+        await self.broker.publish_heartbeat(beat)
 
 
 def make_backend(settings: Settings) -> ContainerBackend:
