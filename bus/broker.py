@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,7 +44,7 @@ from pydantic import BaseModel
 
 from bus.codec import CONTENT_TYPE, pack, unpack
 from bus.events import ACTIVATION_EVENTS, DESTINATIONS_QUEUE, FEEDS_EXCHANGE, FIRES_QUEUE
-from bus.models import ActivationBatch, ActivationRequest, Heartbeat
+from bus.models import ActivationBatch, ActivationRecord, ActivationRequest, Heartbeat, StatusCode
 from bus.rabbit_nodes import connect_to_cluster
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,14 @@ class PublishRefused(Exception):
 
 class Unroutable(PublishRefused):
     """A mandatory message matched no queue (e.g. a vanished invoker's)."""
+
+
+EVENT_STATUS = {
+    StatusCode.SUCCESS: "success",
+    StatusCode.APPLICATION_ERROR: "application_error",
+    StatusCode.DEVELOPER_ERROR: "developer_error",
+    StatusCode.WHISK_ERROR: "whisk_error",
+}
 
 
 def invoker_queue(invoker_id: str) -> str:
@@ -282,6 +291,17 @@ class Broker:
         with contextlib.suppress(Exception):
             await self.publish(beat, exchange=HEALTH, routing_key="", persistent=False,
                                mandatory=False, confirm=False)
+
+    async def announce_activation(self, record: ActivationRecord) -> None:
+        """A finished activation's record, as JSON, on ``ft.activation-events`` (topic
+        ``<namespace>.<action>.<status>``) for users' consumers and gateways' waiters.
+        Advisory: the record in Redis is the truth."""
+        status = EVENT_STATUS[record.response.status_code]
+        await self.publish_bytes(
+            json.dumps(record.to_api(), separators=(",", ":")).encode(),
+            content_type="application/json", exchange=ACTIVATION_EVENTS,
+            routing_key=f"{record.namespace}.{record.name}.{status}",
+            message_id=record.activationId, persistent=False, mandatory=False, confirm=False)
 
     async def backlog(self, queue: str) -> int:
         """Messages waiting in ``queue`` (not delivered to a consumer yet). Asked on a channel

@@ -7,10 +7,8 @@ import sys
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from cli.client import ClientError, Response
 from cli.context import Context
 from cli.errors import EXIT_API, EXIT_NOT_FINISHED, EXIT_OK, CliError
-from cli.names import QualifiedName, parse_qualified_name
 from cli.output import (
     annotation,
     format_action_list,
@@ -26,6 +24,9 @@ from cli.params import (
     collect_values,
     web_annotations,
 )
+from funtainer import ApiError
+from funtainer.names import QualifiedName, parse_qualified_name
+from funtainer.plans import Answer
 
 # Fields `ft action get NAME FIELD` accepts (wsk checks against its Action struct).
 ACTION_FIELDS = (
@@ -146,7 +147,7 @@ def action_get(args: argparse.Namespace) -> int:
 
 
 def _action_url(context: Context, name: QualifiedName, action: dict[str, Any]) -> str:
-    api = context.client.base_url.rstrip("/")
+    api = context.config.base_url.rstrip("/")
     namespace = str(action.get("namespace") or name.namespace).split("/")[0]
     if annotation(action, "web-export") is True:
         return f"{api}/web/{namespace}/{name.package or 'default'}/{name.name}"
@@ -207,7 +208,7 @@ def action_invoke(args: argparse.Namespace) -> int:
             query={"blocking": blocking, "result": args.result},
             body=payload,
         )
-    except ClientError as err:
+    except ApiError as err:
         if blocking and _is_failed_activation(err):
             # wsk prints a failed activation like a finished one, on stderr, and fails.
             failed_id = str(err.body.get("activationId", ""))
@@ -229,7 +230,7 @@ def action_invoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _activation_id(response: Response) -> str:
+def _activation_id(response: Answer) -> str:
     # A result that is a JSON array comes back bare; the header still names the activation.
     if isinstance(response.body, dict) and response.body.get("activationId"):
         return str(response.body["activationId"])
@@ -244,7 +245,7 @@ def _print_invocation(
     print_json(body, out)
 
 
-def _is_failed_activation(err: ClientError) -> bool:
+def _is_failed_activation(err: ApiError) -> bool:
     """A 502/500 to a blocking invoke carries the activation (or, with ``-r``, its
     ``{"error": ...}`` result); API errors carry a transaction ``code`` instead."""
     if err.status not in (500, 502) or not isinstance(err.body, dict):

@@ -34,7 +34,7 @@ def api_create(args: argparse.Namespace) -> int:
         "namespace": "_", "gatewayBasePath": base, "gatewayPath": path,
         "gatewayMethod": verb.upper(), "id": f"API:_:{base}",
         "action": {"name": name.entity, "namespace": name.namespace, "backendMethod": "GET",
-                   "backendUrl": f"{context.client.apihost}/api/v1/web/{name.namespace}/"
+                   "backendUrl": f"{context.config.base_url}web/{name.namespace}/"
                                  f"{_with_package(name.entity)}.{args.response_type}"},
     }
     if args.apiname:

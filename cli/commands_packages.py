@@ -9,9 +9,9 @@ from urllib.parse import quote
 from cli.commands_triggers import list_namespace
 from cli.context import Context
 from cli.errors import EXIT_OK, CliError
-from cli.names import QualifiedName
 from cli.output import format_summary, full_name, print_got, sort_by_name
 from cli.params import as_key_value_list, collect_values
+from funtainer.names import QualifiedName
 
 # Fields `ft package get NAME FIELD` accepts (wsk checks against its Package struct).
 PACKAGE_FIELDS = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from importlib import metadata
 
-from cli import wskprops
-from cli.client import ApiUnreachable, ClientError
 from cli.context import Context
 from cli.errors import EXIT_API, EXIT_OK, EXIT_UNREACHABLE, CliError
+from funtainer import ApiError, Unreachable
+from funtainer import config as wskprops
 
 
 def cli_version() -> str:
@@ -115,9 +115,9 @@ def property_get(args: argparse.Namespace) -> int:
         if isinstance(info, dict):
             build = str(info.get("build", "Unknown"))
             build_number = str(info.get("buildno", "Unknown"))
-    except ClientError as err:
+    except ApiError as err:
         failure = CliError(f"Unable to obtain API build information: {err}", EXIT_API)
-    except ApiUnreachable as err:
+    except Unreachable as err:
         failure = CliError(f"Unable to obtain API build information: {err}", EXIT_UNREACHABLE)
     if show_all or args.apibuild:
         print(f"whisk API build\t\t{build}")

@@ -7,12 +7,12 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from cli.client import ClientError
 from cli.commands_triggers import list_namespace
 from cli.context import Context
 from cli.errors import EXIT_OK, CliError
-from cli.names import QualifiedName
 from cli.output import format_rule_list, print_got, sort_by_name
+from funtainer import ApiError
+from funtainer.names import QualifiedName
 
 # Fields `ft rule get NAME FIELD` accepts (wsk checks against its Rule struct).
 RULE_FIELDS = (
@@ -114,7 +114,7 @@ def with_status(context: Context, namespace: str, rule: dict[str, Any]) -> dict[
     path = f"namespaces/{quote(namespace, safe='')}/rules/{quote(str(rule.get('name')), safe='')}"
     try:
         got = context.client.request("GET", path).body
-    except ClientError:
+    except ApiError:
         return rule  # deleted meanwhile: listed without a status
     return {**rule, "status": got.get("status", "")} if isinstance(got, dict) else rule
 

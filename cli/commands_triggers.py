@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from cli.client import ApiUnreachable, ClientError, Response
 from cli.context import Context
 from cli.errors import EXIT_API, EXIT_OK, CliError
-from cli.names import QualifiedName
 from cli.output import (
     annotation,
     format_summary,
@@ -27,6 +25,9 @@ from cli.output import (
     sort_by_name,
 )
 from cli.params import as_key_value_list, collect_values
+from funtainer import ApiError, Unreachable
+from funtainer.names import QualifiedName
+from funtainer.plans import Answer
 
 FEED_ANNOTATION = "feed"
 # Fields `ft trigger get NAME FIELD` accepts (wsk checks against its Trigger struct).
@@ -60,8 +61,8 @@ def _trigger_for_feed(context: Context, name: QualifiedName) -> str:
 
 def invoke_feed(
     context: Context, feed: QualifiedName, event: str, trigger: str, params: dict[str, Any]
-) -> Response:
-    """Invoke the feed action blocking; a failure raises ``ClientError``."""
+) -> Answer:
+    """Invoke the feed action blocking; a failure raises ``ApiError``."""
     body = {**params, "lifecycleEvent": event, "triggerName": trigger,
             "authKey": context.config.auth}
     path = f"namespaces/{feed.namespace_path}/actions/{feed.entity_path}"
@@ -70,7 +71,7 @@ def invoke_feed(
     )
 
 
-def print_feed_invocation(feed: QualifiedName, response: Response) -> None:
+def print_feed_invocation(feed: QualifiedName, response: Answer) -> None:
     body = response.body
     activation_id = (body.get("activationId") if isinstance(body, dict) else None) or (
         response.header("x-openwhisk-activation-id") or ""
@@ -79,7 +80,7 @@ def print_feed_invocation(feed: QualifiedName, response: Response) -> None:
     print_json(body)
 
 
-def feed_failure(err: ClientError) -> str:
+def feed_failure(err: ApiError) -> str:
     """What the feed said: its activation's ``error`` result, or the API's error."""
     body = err.body
     if isinstance(body, dict) and isinstance(body.get("response"), dict):
@@ -90,7 +91,7 @@ def feed_failure(err: ClientError) -> str:
     return str(err)
 
 
-def _feed_error(verb: str, name: QualifiedName, feed: QualifiedName, err: ClientError) -> str:
+def _feed_error(verb: str, name: QualifiedName, feed: QualifiedName, err: ApiError) -> str:
     return (
         f"Unable to {verb} trigger '{name.entity}': Unable to configure feed "
         f"'{_full_name(feed)}': {feed_failure(err)}"
@@ -138,7 +139,7 @@ def _trigger_body(
 def _delete_quietly(context: Context, name: QualifiedName) -> None:
     try:
         context.client.request("DELETE", triggers_path(name))
-    except (ClientError, ApiUnreachable):
+    except (ApiError, Unreachable):
         pass  # the feed's failure is what the user needs to see
 
 
@@ -157,7 +158,7 @@ def _create(context: Context, args: argparse.Namespace, name: QualifiedName) -> 
             response = invoke_feed(
                 context, feed, "CREATE", _trigger_for_feed(context, name), params.feed
             )
-        except ClientError as err:
+        except ApiError as err:
             _delete_quietly(context, name)
             raise CliError(_feed_error("create", name, feed, err), EXIT_API) from err
         print_feed_invocation(feed, response)
@@ -176,7 +177,7 @@ def trigger_update(args: argparse.Namespace) -> int:
     name = context.name(args.name)
     try:
         existing = context.client.request("GET", triggers_path(name)).body
-    except ClientError as err:
+    except ApiError as err:
         if err.status == 404:
             return _create(context, args, name)  # wsk's update creates what is missing
         raise CliError(f"Unable to get trigger '{name.entity}': {err}", EXIT_API) from err
@@ -201,7 +202,7 @@ def trigger_update(args: argparse.Namespace) -> int:
             response = invoke_feed(
                 context, feed, "UPDATE", _trigger_for_feed(context, name), params.feed
             )
-        except ClientError as err:
+        except ApiError as err:
             raise CliError(_feed_error("update", name, feed, err), EXIT_API) from err
         print_feed_invocation(feed, response)
     print(f"ok: updated trigger {name.entity}")
@@ -237,7 +238,7 @@ def trigger_delete(args: argparse.Namespace) -> int:
         feed = context.name(feed_text)
         try:
             response = invoke_feed(context, feed, "DELETE", _trigger_for_feed(context, name), {})
-        except ClientError as err:
+        except ApiError as err:
             # As wsk does: the trigger goes either way, the feed's complaint is shown.
             print(f"warning: Unable to configure feed '{_full_name(feed)}': "
                   f"{feed_failure(err)}", file=sys.stderr)

@@ -6,16 +6,18 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from cli.client import ClientError, Response, WhiskClient
+from cli.client import cli_client
 from cli.errors import EXIT_API, EXIT_USAGE, CliError
-from cli.names import QualifiedName, parse_qualified_name
-from cli.wskprops import ClientConfig, load_config
+from funtainer import ApiError, Client
+from funtainer.config import ClientConfig, load_config
+from funtainer.names import QualifiedName, parse_qualified_name
+from funtainer.plans import Answer
 
 
 @dataclass
 class Context:
     config: ClientConfig
-    client: WhiskClient
+    client: Client
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
@@ -25,7 +27,7 @@ class Context:
             apihost=getattr(args, "global_apihost", None),
             auth=getattr(args, "global_auth", None),
         )
-        client = WhiskClient(
+        client = cli_client(
             config,
             insecure=getattr(args, "insecure", False),
             verbose=getattr(args, "verbose", False),
@@ -51,10 +53,10 @@ class Context:
         *,
         query: dict[str, Any] | None = None,
         body: Any = None,
-    ) -> Response:
+    ) -> Answer:
         """One authenticated request; an API error becomes ``error: <failure>: <server text>``."""
         self.require_auth()
         try:
             return self.client.request(method, path, query=query, body=body)
-        except ClientError as err:
+        except ApiError as err:
             raise CliError(f"{failure}: {err}", EXIT_API) from err

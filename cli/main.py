@@ -10,7 +10,6 @@ from cli import commands_actions as actions
 from cli import commands_activations as activations
 from cli import commands_property as properties
 from cli import commands_server as server
-from cli.client import ApiUnreachable
 from cli.commands_api import add_api_commands
 from cli.commands_hosts import add_hosts_commands
 from cli.commands_top import add_top_command
@@ -25,6 +24,7 @@ from cli.parser_parts import (
     show_help,
 )
 from cli.parser_triggers import add_rule_commands, add_trigger_commands
+from funtainer import InvalidName, Unreachable
 
 
 class Parser(argparse.ArgumentParser):
@@ -372,9 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return err.exit_code
-    except ApiUnreachable as err:
+    except Unreachable as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except InvalidName as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -10,7 +10,7 @@ from bus.models import ActivationRecord
 from gateway.auth import namespace
 from gateway.errors import NOT_FOUND, ApiError
 from gateway.jsonio import json_response
-from gateway.state import LIMITS, STORE
+from gateway.state import LIMITS, SETTINGS, STORE, WATCH
 from gateway.validation import INT64, bool_param, is_entity_name, java_int, list_window
 
 COLLECTION = "activations"
@@ -71,12 +71,31 @@ def _activation_id(request: web.Request) -> str:
     return activation_id
 
 
+def _wait_param(request: web.Request) -> float:
+    """``?wait=<ms>`` (a Funtainer extension): how long to wait for a record not written yet,
+    at most as long as a blocking invoke waits (a longer wait is cut to that)."""
+    raw = request.query.get("wait")
+    if raw is None:
+        return 0.0
+    value = java_int(raw, INT64)
+    if value is None or value < 0:
+        raise ApiError(400, "Wait must be a number of milliseconds.")
+    return min(value, request.app[SETTINGS].max_blocking_wait_ms) / 1000
+
+
 async def _record(request: web.Request) -> ActivationRecord:
     ns = namespace(request)
-    # A record of another namespace is as absent as a missing one (no existence leak); the
-    # store looks it up through the caller's own index, so it also takes as long.
-    record = await request.app[STORE].get_record_of(ns, _activation_id(request))
-    if record is None or record.namespace.split("/", 1)[0] != ns:
+    activation_id = _activation_id(request)
+    store = request.app[STORE]
+
+    async def lookup() -> ActivationRecord | None:
+        # A record of another namespace is as absent as a missing one (no existence leak);
+        # the store looks it up through the caller's own index, so it also takes as long.
+        record = await store.get_record_of(ns, activation_id)
+        return record if record is not None and record.namespace.split("/", 1)[0] == ns else None
+
+    record = await request.app[WATCH].wait(ns, activation_id, _wait_param(request), lookup)
+    if record is None:
         raise ApiError(404, NOT_FOUND)
     return record
 

@@ -36,6 +36,7 @@ from gateway import (
 )
 from gateway import web as web_actions
 from gateway.action_cache import ActionCache
+from gateway.activation_watch import ActivationWatch
 from gateway.auth import Authenticator, auth_middleware, namespace
 from gateway.auth_cache import AuthCache
 from gateway.auth_failures import AuthFailureLimiter
@@ -64,6 +65,7 @@ from gateway.state import (
     STORE,
     TRACER,
     WAITERS,
+    WATCH,
 )
 from gateway.validation import MB, GatewayLimits
 from runtimes.kinds import RUNTIMES
@@ -198,6 +200,7 @@ async def _on_startup(app: web.Application) -> None:
     await app[INVALIDATIONS].start()
     await install_catalog(app[STORE])
     await app[WAITERS].start()
+    await app[WATCH].start()
     await app[CLUSTER].start()  # heartbeats too: the direct path routes by them
     log.info("gateway %s consuming replies on %s", app[GATEWAY_ID], app[WAITERS].queue_name)
 
@@ -206,6 +209,7 @@ async def _on_shutdown(app: web.Application) -> None:
     # Blocking requests answer 202 now rather than holding the shutdown for up to 60 s; their
     # activations go on and can be fetched by id.
     app[WAITERS].release_all()
+    app[WATCH].release_all()
     app[CLUSTER].closing.set()
     if DIRECT in app:
         app[DIRECT].release_all()
@@ -217,6 +221,7 @@ async def _on_cleanup(app: web.Application) -> None:
     await app[INVALIDATIONS].close()
     app[STORE].unwatch_entities(app[ACTIONS].forget)
     await app[WAITERS].close()
+    await app[WATCH].close()
     await app[CLUSTER].close()
 
 
@@ -252,6 +257,7 @@ def build_app(
         clear=[auth_cache.clear, actions.clear])
     app[GATEWAY_ID] = gateway_id
     app[WAITERS] = Waiters(broker, gateway_id)
+    app[WATCH] = ActivationWatch(broker)
     cluster = app[CLUSTER] = ClusterView(broker, enabled=settings.metrics_enabled)
     gateway_metrics = app[GATEWAY_METRICS] = GatewayMetrics()
     app[TRACER] = tracer or Tracer.off("gateway")

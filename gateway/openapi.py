@@ -58,6 +58,10 @@ QUERY_PARAMETERS: dict[str, Schema] = {
     "since": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "upto": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
     "timeout": {"type": "integer", "minimum": 1, "maximum": 60_000},
+    "wait": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1,
+             "description": "Milliseconds to wait for a record not written yet (404 if it still "
+                            "is not); cut to the blocking invoke's longest wait. Not in "
+                            "OpenWhisk."},
     "basepath": {"type": "string", "description": "an API's base path (or name)"},
     "relpath": {"type": "string", "description": "a route's path relative to the base path"},
     "operation": {"type": "string", "description": "a route's HTTP method"},
@@ -152,10 +156,11 @@ OPERATIONS: tuple[Operation, ...] = (
     # activations
     Operation("GET", _NS + "/activations", "List activations", {200: "ActivationList"},
               (*_LIST, "docs", "name", "since", "upto")),
-    Operation("GET", _ACTIVATION, "Get an activation", {200: "Activation"}),
+    Operation("GET", _ACTIVATION, "Get an activation", {200: "Activation"}, ("wait",)),
     Operation("GET", _ACTIVATION + "/result", "An activation's result",
-              {200: "ActivationResult"}),
-    Operation("GET", _ACTIVATION + "/logs", "An activation's logs", {200: "ActivationLogs"}),
+              {200: "ActivationResult"}, ("wait",)),
+    Operation("GET", _ACTIVATION + "/logs", "An activation's logs", {200: "ActivationLogs"},
+              ("wait",)),
     # triggers
     Operation("GET", _NS + "/triggers", "List triggers", {200: "TriggerList"}, _LIST),
     *_entity_crud(_TRIGGER, "trigger", "Trigger", "TriggerPut"),

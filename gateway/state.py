@@ -9,6 +9,7 @@ from bus.config import Settings
 from bus.store import Store
 from bus.tracing import Tracer
 from gateway.action_cache import ActionCache
+from gateway.activation_watch import ActivationWatch
 from gateway.auth import Authenticator
 from gateway.cluster_metrics import ClusterView
 from gateway.direct import DirectPath
@@ -27,6 +28,7 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 INVALIDATIONS = web.AppKey("invalidations", InvalidationListener)
 ACTIONS = web.AppKey("actions", ActionCache)
 WAITERS = web.AppKey("waiters", Waiters)
+WATCH = web.AppKey("watch", ActivationWatch)
 GATEWAY_ID = web.AppKey("gateway_id", str)
 DIRECT = web.AppKey("direct", DirectPath)  # absent when the direct path is off
 CLUSTER = web.AppKey("cluster", ClusterView)

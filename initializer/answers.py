@@ -3,6 +3,8 @@ its invoker never answered."""
 
 from __future__ import annotations
 
+import logging
+
 from bus.broker import Broker
 from bus.ids import now_ms
 from bus.models import (
@@ -15,6 +17,8 @@ from bus.models import (
 )
 from bus.samples import SamplePublisher
 from bus.store import Store
+
+log = logging.getLogger(__name__)
 
 
 async def answer_with_error(
@@ -33,9 +37,29 @@ async def answer_with_error(
                      KeyValue(key="kind", value=req.action.kind)],
         cause=req.cause, attempts=req.attempt, invoker=invoker_id,
     )
+    return await settle_record(store, broker, req, record, samples=samples)
+
+
+async def announce(broker: Broker, record: ActivationRecord) -> None:
+    """``record`` on ``ft.activation-events``; advisory, so a failure is only logged (a
+    waiting gateway reads the store again a few seconds later)."""
+    try:
+        await broker.announce_activation(record)
+    except Exception as exc:
+        log.warning("could not announce %s: %s", record.activationId, exc)
+
+
+async def settle_record(
+    store: Store, broker: Broker, req: ActivationRequest, record: ActivationRecord, *,
+    samples: SamplePublisher,
+) -> bool:
+    """Write ``record`` unless the activation has one (first write wins), count and announce
+    the one written, and answer a waiting caller with the record that stands. True if
+    ``record`` became the record."""
     written = await store.write_record(record)
     if written:
         samples.add(record)
+        await announce(broker, record)
     else:
         record = await store.get_record(req.activation_id) or record
     if req.reply_to:

@@ -34,6 +34,7 @@ from bus.resolution import ResolutionError, ResolvedAction, resolve_action
 from bus.store import Store
 from bus.throttling import Throttled, admit_when_allowed
 from bus.tracing import valid_traceparent
+from initializer.answers import announce
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,9 @@ class FireFanout:
                 for aid in result.activation_ids:
                     waiters.discard(aid)
             raise
-        await self.store.write_record(self._trigger_record(fire, trigger, result))
+        record = self._trigger_record(fire, trigger, result)
+        if await self.store.write_record(record):
+            await announce(self.broker, record)
         return result
 
     async def _resolve(self, namespace: str, action: EntityRef) -> ResolvedAction | None:

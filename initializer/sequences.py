@@ -20,7 +20,6 @@ from typing import Any
 from bus.broker import ACTIVATIONS, Broker
 from bus.ids import now_ms
 from bus.models import (
-    ActivationDone,
     ActivationRecord,
     ActivationRequest,
     ActivationResponse,
@@ -32,6 +31,7 @@ from bus.requests import SEQUENCE, ParametersNotAllowed, build_payload, build_re
 from bus.resolution import ResolutionError, resolve_action, split_path
 from bus.samples import SamplePublisher
 from bus.store import Store
+from initializer.answers import settle_record
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,8 @@ class SequenceRunner:
         record = await self.store.get_record(req.activation_id)
         if record is None:
             record = await self._execute(req, resumed)
-            if await self.store.write_record(record):
-                self.samples.add(record)
-            else:  # a concurrent delivery won
-                record = await self.store.get_record(req.activation_id) or record
-        if req.reply_to:
-            await self.broker.publish(
-                ActivationDone(activation_id=req.activation_id, record=record),
-                routing_key=req.reply_to, persistent=False, mandatory=False, confirm=False)
+        # A redelivery finds the record there: it only answers the caller with it.
+        await settle_record(self.store, self.broker, req, record, samples=self.samples)
 
     async def _execute(self, req: ActivationRequest, resumed: bool) -> ActivationRecord:
         start = now_ms()

@@ -11,7 +11,6 @@ written, so the one record an activation gets is its final one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from bus.broker import COMPLETIONS, Broker
 from bus.coalesce import Coalescer
 from bus.events import (
-    ACTIVATION_EVENTS,
     DESTINATIONS_QUEUE,
     Destination,
     DestinationRecord,
@@ -31,20 +29,11 @@ from bus.models import (
     ActivationRequest,
     Completion,
     Completions,
-    StatusCode,
 )
 from bus.samples import SamplePublisher
 from bus.store import Store
 
 log = logging.getLogger(__name__)
-
-EVENT_STATUS = {
-    StatusCode.SUCCESS: "success",
-    StatusCode.APPLICATION_ERROR: "application_error",
-    StatusCode.DEVELOPER_ERROR: "developer_error",
-    StatusCode.WHISK_ERROR: "whisk_error",
-}
-
 
 async def _until_done(what: str, step: Callable[[], Awaitable[None]]) -> None:
     """Retry a hand-off until it succeeds: the message stays unacked meanwhile, so an outage
@@ -199,10 +188,4 @@ class Handoff:
     async def _publish_events(self, records: list[ActivationRecord]) -> None:
         """Completion events on ``ft.activation-events`` (topic ``ns.action.status``)."""
         for record in records:
-            status = EVENT_STATUS[record.response.status_code]
-            await self.broker.publish_bytes(
-                json.dumps(record.to_api(), separators=(",", ":")).encode(),
-                content_type="application/json", exchange=ACTIVATION_EVENTS,
-                routing_key=f"{record.namespace}.{record.name}.{status}",
-                message_id=record.activationId, persistent=False, mandatory=False,
-                confirm=False)
+            await self.broker.announce_activation(record)

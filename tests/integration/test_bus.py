@@ -19,6 +19,7 @@ from bus.models import (
     StatusCode,
 )
 from bus.store import Store
+from gateway.activation_watch import ActivationWatch
 
 # Its own namespace: these records (some dated in the future) must not show up as the
 # newest activations of the namespace the end-to-end tests use.
@@ -145,3 +146,34 @@ async def test_backlog_counts_waiting_messages_and_survives_a_missing_queue(
         await broker.backlog("ft.invoker.no-such-invoker")
     assert await broker.backlog(name) == 4  # the closed channel was replaced
     await broker.publish(beat, routing_key=name)  # and publishing was never affected
+
+
+async def test_activation_watch_wakes_on_the_completion_event(broker: Broker) -> None:
+    """A waiter answers when ``ft.activation-events`` announces its activation, not by
+    reading the store again (the re-read is an hour away here), and only its own wakes it."""
+    watch = ActivationWatch(broker, recheck_s=3600)
+    await watch.start()
+    try:
+        mine, other = new_activation_id(), new_activation_id()
+        written: dict[str, ActivationRecord] = {}
+        looked = asyncio.Event()
+
+        async def lookup() -> ActivationRecord | None:
+            looked.set()
+            return written.get(mine)
+
+        waiting = asyncio.create_task(watch.wait(NS, mine, 20, lookup))
+        await looked.wait()  # bound, and looked once
+        await broker.announce_activation(_record(other, {"n": 0}, now_ms()))
+        written[mine] = _record(mine, {"n": 1}, now_ms())
+        await broker.announce_activation(written[mine])
+        found = await asyncio.wait_for(waiting, 10)
+        assert found is not None and found.response.result == {"n": 1}
+
+        async def absent() -> ActivationRecord | None:
+            return None
+
+        # A record that never comes: None once the wait expired.
+        assert await watch.wait(NS, new_activation_id(), 0.2, absent) is None
+    finally:
+        await watch.close()

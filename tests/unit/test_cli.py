@@ -23,14 +23,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from cli import commands_server, wskprops
-from cli.client import normalize_apihost
+from cli import commands_server
 from cli.commands_actions import format_action_summary
 from cli.errors import CliError
 from cli.main import main
-from cli.names import parse_qualified_name
 from cli.output import format_activation_table, format_logs, go_duration, strip_log_line
 from cli.params import collect_values, kind_for_file, parse_value
+from funtainer import config as wskprops
+from funtainer.config import normalize_apihost
+from funtainer.names import InvalidName, parse_qualified_name
 
 AUTH = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4Vr"
 BASIC = "Basic " + base64.b64encode(AUTH.encode()).decode()
@@ -342,7 +343,7 @@ def test_qualified_names() -> None:
     assert parse_qualified_name("/guest/hello", "_").namespace == "guest"
     assert parse_qualified_name("a b?", "_").entity_path == "a%20b%3F"
     for bad in ("", "/", "/onlyns", "a//b", "a/b/c/d"):
-        with pytest.raises(CliError):
+        with pytest.raises(InvalidName):
             parse_qualified_name(bad, "_")
 
 

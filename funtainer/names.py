@@ -6,7 +6,11 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
-from cli.errors import CliError
+from funtainer.errors import FuntainerError
+
+
+class InvalidName(FuntainerError, ValueError):
+    """Not a name of an entity."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,10 @@ def parse_qualified_name(text: str, default_namespace: str) -> QualifiedName:
     explicit_namespace = text.startswith("/")
     parts = text.strip("/").split("/") if text.strip("/") else []
     if not parts or any(not part for part in parts) or len(parts) > 3:
-        raise CliError(f"'{text}' is not a valid qualified name.")
+        raise InvalidName(f"'{text}' is not a valid qualified name.")
     if explicit_namespace:
         if len(parts) == 1:
-            raise CliError(f"'{text}' is not a valid qualified name: an entity name is missing.")
+            raise InvalidName(f"'{text}' is not a valid qualified name: an entity name is missing.")
         namespace, rest = parts[0], parts[1:]
     elif len(parts) == 3:
         namespace, rest = parts[0], parts[1:]

@@ -1,4 +1,5 @@
-"""The ``~/.wskprops`` file shared with wsk, and the effective client settings derived from it."""
+"""Where the client finds its API host and key: the ``~/.wskprops`` file shared with wsk, and
+the ``__OW_*`` variables the platform gives an action that asked for a key."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def write_props(props: dict[str, str], path: Path | None = None) -> None:
         f.write(body)
 
 
+# Inside an action annotated provide-api-key (as OpenWhisk's npm client reads them).
+ENV_APIHOST = "__OW_API_HOST"
+ENV_AUTH = "__OW_API_KEY"
+ENV_NAMESPACE = "__OW_NAMESPACE"
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     apihost: str
@@ -56,13 +63,31 @@ class ClientConfig:
     namespace: str
     apiversion: str
 
+    @property
+    def base_url(self) -> str:
+        """``<apihost>/api/<version>/``, under which every API path lies."""
+        return f"{normalize_apihost(self.apihost)}/api/{self.apiversion}/"
 
-def load_config(apihost: str | None = None, auth: str | None = None) -> ClientConfig:
-    """Command-line flags win over the props file, which wins over the defaults."""
+
+def normalize_apihost(apihost: str) -> str:
+    """wsk's rule: a host without a scheme means https."""
+    apihost = apihost.strip().rstrip("/")
+    if "://" not in apihost:
+        apihost = "https://" + apihost
+    return apihost
+
+
+def load_config(
+    apihost: str | None = None, auth: str | None = None, namespace: str | None = None
+) -> ClientConfig:
+    """What is given wins over the ``__OW_*`` variables, which win over the props file, which
+    wins over the defaults."""
     props = read_props()
+    env = os.environ
     return ClientConfig(
-        apihost=apihost or props.get(APIHOST) or DEFAULT_APIHOST,
-        auth=auth or props.get(AUTH) or None,
-        namespace=props.get(NAMESPACE) or DEFAULT_NAMESPACE,
+        apihost=apihost or env.get(ENV_APIHOST) or props.get(APIHOST) or DEFAULT_APIHOST,
+        auth=auth or env.get(ENV_AUTH) or props.get(AUTH) or None,
+        namespace=(namespace or env.get(ENV_NAMESPACE) or props.get(NAMESPACE)
+                   or DEFAULT_NAMESPACE),
         apiversion=props.get(APIVERSION) or DEFAULT_APIVERSION,
     )
