@@ -121,6 +121,9 @@ class ActionSnapshot(BaseModel):
     init_env: dict[str, str] = Field(default_factory=dict)
     provide_api_key: bool = False
     components: list[str] | None = None  # a sequence: run by the initializer, not an invoker
+    # A conductor action (OpenWhisk's annotation): run by the initializer as a composition
+    # whose steps (its secondary activations) run its code on invokers.
+    conductor: bool = False
     image: str | None = None  # a blackbox action's own image
     # May run on a remote pool when every local invoker is full (bus/requests.py says when not).
     may_leave: bool = True
@@ -179,6 +182,15 @@ class ActivationRequest(BaseModel):
     # W3C trace context (bus.tracing): from the caller's request, or the span that handed the
     # activation on; it ends up in the record's annotations.
     traceparent: str | None = None
+    # One step of a conductor action's composition: its own code, placed like any action.
+    secondary: bool = False
+
+    @property
+    def composition(self) -> bool:
+        """Run by the initializer from start to record (a sequence, or a conductor action's
+        primary activation) instead of placed on an invoker."""
+        return self.action.components is not None or (
+            self.action.conductor and not self.secondary)
 
 
 class ActivationBatch(BaseModel):

@@ -13,6 +13,7 @@ PROVIDE_API_KEY = "provide-api-key"
 # An action whose data must not leave this platform: never sent to a remote pool.
 LOCAL_ONLY = "local-only"
 SEQUENCE = "sequence"
+CONDUCTOR = "conductor"
 
 
 class ParametersNotAllowed(ValueError):
@@ -90,6 +91,8 @@ def build_request(
         init_env={kv.key: _env_value(kv.value) for kv in doc.parameters if kv.init},
         provide_api_key=provide_api_key,
         components=doc.exec.components,
+        # OpenWhisk ignores the annotation on sequences.
+        conductor=doc.exec.kind != SEQUENCE and truthy(doc.annotation(CONDUCTOR)),
         image=doc.exec.image,
         # An action holding a key of this platform calls back into it: it stays here too.
         may_leave=not provide_api_key and not truthy(doc.annotation(LOCAL_ONLY)),

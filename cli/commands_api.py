@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from cli.context import Context
@@ -17,7 +18,13 @@ RESPONSE_TYPES = ("json", "http", "html", "text", "svg")
 
 
 def api_create(args: argparse.Namespace) -> int:
-    """``ft api create [BASE_PATH] API_PATH API_VERB ACTION``: the base path is optional."""
+    """``ft api create [BASE_PATH] API_PATH API_VERB ACTION``: the base path is optional;
+    or ``ft api create --config-file SWAGGER``: a whole API."""
+    if args.config_file:
+        if args.parts:
+            raise CliError("An API is created from either a configuration file or arguments.",
+                           EXIT_USAGE)
+        return _create_from_swagger(args)
     if len(args.parts) == 3:
         base, path, verb, action = "/", *args.parts
     elif len(args.parts) == 4:
@@ -46,6 +53,35 @@ def api_create(args: argparse.Namespace) -> int:
           f"/{name.namespace}/{name.entity}")
     print(f"{created['gwApiUrl']}{path}")
     return EXIT_OK
+
+
+def _create_from_swagger(args: argparse.Namespace) -> int:
+    try:
+        swagger = Path(args.config_file).read_text(encoding="utf-8")
+        json.loads(swagger)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"Unable to read the configuration file {args.config_file}: {exc}",
+                       EXIT_USAGE) from exc
+    context = Context.from_args(args)
+    created = context.call("Unable to create API", "POST", f"{MGMT}/createApi.http",
+                           body={"apidoc": {"namespace": "_", "swagger": swagger}}).body
+    for path, verb, action in _routes(created["apidoc"]):
+        print(f"ok: created API {created['apidoc']['basePath'].rstrip('/')}{path} "
+              f"{verb.upper()} for action {action}")
+        print(f"{created['gwApiUrl']}{path}")
+    return EXIT_OK
+
+
+def _routes(apidoc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(path, verb, /namespace[/package]/action)`` of each operation of a Swagger doc."""
+    found = []
+    for path, operations in sorted(apidoc["paths"].items()):
+        for verb, operation in sorted(operations.items()):
+            target = operation["x-openwhisk"]
+            action = "/".join(filter(None, (target["namespace"], target["package"],
+                                            target["action"])))
+            found.append((path, verb, f"/{action}"))
+    return found
 
 
 def _with_package(entity: str) -> str:
@@ -78,13 +114,8 @@ def api_list(args: argparse.Namespace) -> int:
     for entry in _apis(context, query):
         value = entry["value"]
         doc = value["apidoc"]
-        for path, operations in sorted(doc["paths"].items()):
-            for verb, operation in sorted(operations.items()):
-                target = operation["x-openwhisk"]
-                action = "/".join(filter(None, (target["namespace"], target["package"],
-                                                target["action"])))
-                rows.append((f"/{action}", verb, doc["info"]["title"],
-                             f"{value['gwApiUrl']}{path}"))
+        rows.extend((action, verb, doc["info"]["title"], f"{value['gwApiUrl']}{path}")
+                    for path, verb, action in _routes(doc))
     print("ok: APIs")
     print(f"{'Action':<45} {'Verb':>7} {'API Name':>20}  URL")
     for action, verb, api_name, url in rows:
@@ -114,8 +145,11 @@ def add_api_commands(subparsers: argparse._SubParsersAction, common: list) -> No
     create = commands.add_parser(
         "create", parents=common, help="create a new API",
         usage="ft api create [options] [BASE_PATH] API_PATH API_VERB ACTION")
-    create.add_argument("parts", nargs="+", metavar="ARGUMENT",
+    create.add_argument("parts", nargs="*", metavar="ARGUMENT",
                         help="[BASE_PATH] API_PATH API_VERB ACTION, as wsk takes them")
+    create.add_argument("-c", "--config-file", metavar="FILE",
+                        help="a Swagger 2.0 file (JSON) declaring the whole API, as "
+                             "'ft api get' prints it")
     create.add_argument("-n", "--apiname", help="friendly name of the API")
     create.add_argument("--response-type", default="json", choices=RESPONSE_TYPES,
                         help="how the action's result is answered (default json)")

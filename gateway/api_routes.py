@@ -154,9 +154,16 @@ async def _create(request: web.Request, ns: str) -> web.Response:
         raise ApiError(400, "The request needs an 'apidoc' object.")
     _strings(doc, "apidoc", ("namespace", "gatewayBasePath", "gatewayPath", "gatewayMethod",
                              "id", "apiName"))
-    if "swagger" in doc:
-        raise ApiError(400, "Creating an API from a Swagger file is not supported; create its "
-                            "routes one by one.")
+    if doc.get("swagger") is not None:  # wsk api create --config-file
+        api = _from_swagger(doc["swagger"], ns)
+    else:
+        api = await _with_route(request, ns, doc)
+    await _save(request, ns, api)
+    return json_response(_entry(api, ns, request.app[SETTINGS].api_host)["value"])
+
+
+async def _with_route(request: web.Request, ns: str, doc: dict[str, Any]) -> Api:
+    """The API at the apidoc's base path with its one route added (or replaced)."""
     base = _normal_path(doc.get("gatewayBasePath") or "/", "base path")
     path = _normal_path(doc.get("gatewayPath"), "relative path")
     method = str(doc.get("gatewayMethod") or "").lower()
@@ -176,8 +183,49 @@ async def _create(request: web.Request, ns: str) -> web.Response:
     apis = await _apis(request, ns)
     api = apis.get(base) or Api(base, str(doc.get("apiName") or base))
     api.routes = [r for r in api.routes if (r.path, r.method) != (path, method)] + [route]
-    await _save(request, ns, api)
-    return json_response(_entry(api, ns, request.app[SETTINGS].api_host)["value"])
+    return api
+
+
+def _from_swagger(raw: Any, ns: str) -> Api:
+    """A whole API from a Swagger 2.0 document, as getApi answers it: each operation names
+    its action in ``x-openwhisk`` (``namespace``, ``package``, ``action``, and a ``url``
+    whose extension is the response type). It replaces the API at its base path."""
+    try:
+        swagger = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise ApiError(400, "The swagger is not valid JSON.") from None
+    if not isinstance(swagger, dict) or not isinstance(swagger.get("paths"), dict):
+        raise ApiError(400, "The swagger needs a 'paths' object.")
+    base = _normal_path(swagger.get("basePath") or "/", "base path")
+    info = swagger.get("info")
+    title = info.get("title") if isinstance(info, dict) else None
+    routes: list[Route] = []
+    for raw_path, operations in swagger["paths"].items():
+        path = _normal_path(raw_path, "relative path")
+        if not isinstance(operations, dict):
+            raise ApiError(400, f"The swagger's path '{raw_path}' needs operations.")
+        for verb, operation in operations.items():
+            routes.append(_swagger_route(path, str(verb), operation, ns))
+    if not routes:
+        raise ApiError(400, "The swagger has no operations.")
+    return Api(base, str(title or base), routes)
+
+
+def _swagger_route(path: str, verb: str, operation: Any, ns: str) -> Route:
+    method = verb.lower()
+    if method not in METHODS:
+        raise ApiError(400, f"'{verb}' of '{path}' is not an operation.")
+    target = operation.get("x-openwhisk") if isinstance(operation, dict) else None
+    if not isinstance(target, dict) or not isinstance(target.get("action"), str):
+        raise ApiError(400, f"{method.upper()} {path} needs an 'x-openwhisk' with its "
+                            "'action'.")
+    _strings(target, "x-openwhisk", ("namespace", "package", "url"))
+    action_ns = target.get("namespace") or "_"
+    package = target.get("package") or ""
+    extension = str(target.get("url") or "").rsplit("/", 1)[-1].rpartition(".")[2]
+    return Route(path, method, ns if action_ns == "_" else action_ns,
+                 f"{package}/{target['action']}" if package else target["action"],
+                 extension if extension in RESPONSE_TYPES else "json")
 
 
 def _strings(doc: dict[str, Any], what: str, names: tuple[str, ...]) -> None:

@@ -232,7 +232,7 @@ async def _activate(
     direct = app.get(DIRECT)
     # A resent activation may have run already: only the queue path looks for its record.
     invoker = (direct.route(activation.action.key)
-               if direct and not doc.exec.components and not resent else None)
+               if direct and not activation.composition and not resent else None)
     if direct is not None and invoker is not None:
         # Past the action's own limit (the invoker enforces it) the invoker is presumed frozen.
         limit_s = doc.limits.timeout / 1000 + app[SETTINGS].direct_margin_s

@@ -3,7 +3,8 @@ of the event loop go out as one confirmed ``ActivationBatch`` (a lone one as its
 caller is answered once the broker confirmed its batch. Under load this replaces a publish and
 a confirm per activation, and the initializer's delivery and ack of each, with one per batch.
 
-Sequences go alone: the initializer acks their message only when the whole sequence ran.
+Compositions (sequences, conductor actions) go alone: the initializer acks their message
+only when the whole composition ran.
 
 A refused publish is tried again for up to ``PUBLISH_PATIENCE_S``: on a RabbitMQ cluster, the
 node leading ``ft.activations`` dying makes the others nack publishes, or return them as
@@ -20,7 +21,6 @@ import logging
 from bus.broker import ACTIVATIONS, Broker
 from bus.coalesce import Coalescer
 from bus.models import ActivationRequest
-from bus.requests import SEQUENCE
 
 MAX_BATCH = 32
 PUBLISH_PATIENCE_S = 10.0
@@ -42,7 +42,7 @@ class ActivationPublisher:
         delay = 0.05
         while True:
             try:
-                if activation.action.kind == SEQUENCE:
+                if activation.composition:
                     await self._send([activation])
                 else:
                     await self._batches.submit(activation)

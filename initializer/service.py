@@ -43,6 +43,8 @@ from bus.telemetry import new_registry, serve_metrics
 from bus.tracing import Tracer
 from initializer.alarms import AlarmScheduler
 from initializer.answers import answer_with_error
+from initializer.compositions import CompositionRunner
+from initializer.conductors import conduct
 from initializer.destinations import DestinationConsumer
 from initializer.fanout import FireFanout
 from initializer.feeds import FeedManager
@@ -50,7 +52,7 @@ from initializer.fires import FireConsumer
 from initializer.metrics import InitializerMetrics
 from initializer.placement import choose_invoker
 from initializer.registry import InvokerRegistry
-from initializer.sequences import SequenceRunner, is_sequence
+from initializer.sequences import run_sequence
 from initializer.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,8 @@ class Initializer:
                                  waiters=self.waiters, settings=settings)
         self.alarms = AlarmScheduler(lambda: self.feeds.docs.values(), store=store,
                                      fanout=self.fanout)
-        self.sequences = SequenceRunner(store, broker, self.waiters, self.samples)
-        self._sequences_running: set[asyncio.Task[None]] = set()
+        self.compositions = CompositionRunner(store, broker, self.waiters, self.samples)
+        self._compositions_running: set[asyncio.Task[None]] = set()
         self._activations: AbstractQueue | None = None
         self._event_queues: list[AbstractQueue] = []
         self._outboxes: dict[str, Coalescer[ActivationRequest]] = {}
@@ -151,9 +153,9 @@ class Initializer:
         requests = await activation_requests_or_dead_letter(message)
         if requests is None:
             return
-        if len(requests) == 1 and is_sequence(requests[0]):
-            # Runs for as long as its components do: off the consumer's path.
-            spawn(self._run_sequence(requests[0], message), self._sequences_running)
+        if len(requests) == 1 and requests[0].composition:
+            # Runs for as long as its steps do: off the consumer's path.
+            spawn(self._run_composition(requests[0], message), self._compositions_running)
             return
         # A batch is acked once all of it is placed: a crash before then redelivers all of
         # it, and the records (first write wins) make any second run harmless.
@@ -172,8 +174,8 @@ class Initializer:
 
     async def _place_on_invoker(self, req: ActivationRequest) -> str | None:
         """On an invoker's queue (confirmed; its id is returned), or answered with an error
-        once too old. Never a sequence: those travel alone (``gateway.publisher``) and run in
-        ``_run_sequence``."""
+        once too old. Never a composition: those travel alone (``gateway.publisher``) and run in
+        ``_run_composition``."""
         memory = req.action.limits.memory
         while True:
             usable = self.registry.usable()
@@ -222,13 +224,16 @@ class Initializer:
                                                          max_batch=INVOKER_BATCH)
         return outbox
 
-    async def _run_sequence(self, req: ActivationRequest, message: AbstractIncomingMessage) -> None:
+    async def _run_composition(
+        self, req: ActivationRequest, message: AbstractIncomingMessage
+    ) -> None:
         try:
-            await self.sequences.run(req, resumed=message.redelivered)
+            steps = conduct if req.action.conductor else run_sequence
+            await self.compositions.run(req, steps, resumed=message.redelivered)
         except asyncio.CancelledError:
             raise  # stopping: unacked, so it is redelivered and resumed elsewhere
         except Exception:
-            log.exception("sequence %s failed; requeued", req.activation_id)
+            log.exception("composition %s failed; requeued", req.activation_id)
             await asyncio.sleep(1.0)
             await settle(message, ack=False, requeue=True)
             return

@@ -120,8 +120,11 @@ async def test_route_management_errors(
     async with client.post(f"{MGMT}/createApi.http", json=bad) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"].startswith("The operation must be one of GET")
-    async with client.post(f"{MGMT}/createApi.http", json={"apidoc": {"swagger": "{}"}}) as r:
-        assert r.status == 400 and "Swagger" in (await r.json())["error"]
+    for swagger, error in (("{", "not valid JSON"), ("{}", "needs a 'paths' object"),
+                           ('{"paths": {"/p": {"get": {}}}}', "needs an 'x-openwhisk'")):
+        async with client.post(f"{MGMT}/createApi.http",
+                               json={"apidoc": {"swagger": swagger}}) as resp:
+            assert resp.status == 400 and error in (await resp.json())["error"]
     async with client.delete(f"{MGMT}/deleteApi.http",
                              params={"basepath": f"/none{uuid.uuid4().hex[:6]}"}) as resp:
         assert resp.status == 404
@@ -162,3 +165,11 @@ async def test_ft_api_round_trips_a_route_that_answers_over_http(
     assert (await ft("api", "delete", base)).strip() == f"ok: deleted API {base}"
     async with anonymous.get(url.replace("{id}", "9")) as resp:
         assert resp.status == 404
+    # What `ft api get` printed creates the same API again (wsk api create --config-file).
+    (tmp_path / "library.json").write_text(json.dumps(swagger))
+    again = await ft("api", "create", "--config-file", str(tmp_path / "library.json"))
+    assert again.splitlines() == [
+        f"ok: created API {base}/books/{{id}} GET for action /guest/{action}", url]
+    async with anonymous.get(url.replace("{id}", "10")) as resp:
+        assert resp.status == 200 and await resp.text() == "book 10"
+    await ft("api", "delete", base)
