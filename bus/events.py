@@ -76,7 +76,9 @@ class TriggerFire(BaseModel):
     fired_at: int  # epoch ms
 
 
-FeedKind = Literal["queue", "alarm", "interval"]
+FeedKind = Literal["queue", "alarm", "interval", "once"]
+# What a fired `once` alarm removes: nothing, its trigger's rules, or those and the trigger.
+DeleteAfterFire = Literal["false", "rules", "true"]
 
 
 class FeedDoc(BaseModel):
@@ -86,7 +88,8 @@ class FeedDoc(BaseModel):
               ``max_concurrency`` batches in flight), ack a message only after the activations
               it caused succeeded, retry failures up to ``max_retries`` with backoff, then move
               them to ``dead_letter_queue`` (default ``<queue>.dlq``).
-    alarm:    fire on a 5-field ``cron`` schedule (UTC); interval: every ``minutes``.
+    alarm:    fire on a ``cron`` schedule (UTC); interval: every ``minutes``; once: at
+              ``date``, then remove what ``delete_after_fire`` says.
     """
 
     namespace: str
@@ -104,6 +107,8 @@ class FeedDoc(BaseModel):
     trigger_payload: dict[str, Any] = Field(default_factory=dict)
     start_date: int | None = None  # epoch ms
     stop_date: int | None = None
+    date: int | None = None  # epoch ms: when a `once` alarm fires
+    delete_after_fire: DeleteAfterFire = "false"
     created: int = 0
 
     @property

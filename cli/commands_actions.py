@@ -23,6 +23,7 @@ from cli.params import (
     build_exec,
     collect_values,
     web_annotations,
+    web_secure_annotation,
 )
 from funtainer import ApiError
 from funtainer.names import QualifiedName, parse_qualified_name
@@ -68,6 +69,11 @@ def build_action_body(args: argparse.Namespace, name: QualifiedName, update: boo
             raise CliError("Invalid argument(s). --kind and --main cannot be used with "
                            "--sequence.")
         body["exec"] = sequence_exec(components, name.namespace)
+    elif args.copy:
+        if not args.file or args.kind or args.main or args.docker:
+            raise CliError("Invalid argument(s). --copy needs the ACTION to copy, and no "
+                           "--kind, --main or --docker.")
+        body["exec"] = {}  # filled in from the copied action (_copied)
     elif args.docker:
         if args.kind:
             raise CliError("Cannot specify both --kind and --docker at the same time.")
@@ -85,6 +91,8 @@ def build_action_body(args: argparse.Namespace, name: QualifiedName, update: boo
     annotations = collect_values(args.annotation, args.annotation_file, "annotation")
     if args.web is not None:
         annotations.update(web_annotations(args.web))
+    if args.web_secure is not None:
+        annotations.update(web_secure_annotation(args.web_secure))
     if annotations:
         body["annotations"] = as_key_value_list(annotations)
     if limits := _limits(args):
@@ -109,10 +117,27 @@ def action_update(args: argparse.Namespace) -> int:
     return _put_action(args, update=True)
 
 
+def _copied(context: Context, source: str, body: dict[str, Any]) -> dict[str, Any]:
+    """wsk's ``--copy``: the source action's code, parameters, annotations and limits, with
+    what the command line gives over them."""
+    name = context.name(source)
+    original = context.call(f"Unable to get action '{name.entity}'", "GET",
+                            _actions_path(name)).body
+    merged = {"exec": original["exec"]}
+    for field in ("parameters", "annotations"):
+        given = {kv["key"]: kv["value"] for kv in body.get(field, [])}
+        kept = [kv for kv in original.get(field, []) if kv["key"] not in given]
+        merged[field] = kept + body.get(field, [])
+    merged["limits"] = {**original.get("limits", {}), **body.get("limits", {})}
+    return {**body, **merged}
+
+
 def _put_action(args: argparse.Namespace, update: bool) -> int:
     context = Context.from_args(args)
     name = context.name(args.name)
     body = build_action_body(args, name, update)
+    if args.copy:
+        body = _copied(context, args.file, body)
     verb = "update" if update else "create"
     context.call(
         f"Unable to {verb} action '{name.entity}'",

@@ -142,6 +142,13 @@ def _add_action_commands(subparsers: argparse._SubParsersAction, common: list) -
             metavar="yes|true|raw|no|false",
             help="treat ACTION as a web action, a raw HTTP web action, or not",
         )
+        parser.add_argument(
+            "--web-secure", metavar="SECRET",
+            help="secure the web action: SECRET is true (a new secret), false, or the secret "
+                 "itself, which callers send as X-Require-Whisk-Auth")
+        parser.add_argument(
+            "--copy", action="store_true",
+            help="treat ACTION as the name of an existing action to copy")
         if verb == "update":
             parser.add_argument(
                 "--del-annotation",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,14 @@ def web_annotations(web: str) -> dict[str, Any]:
         f"Invalid argument '{web}' for --web flag. Valid input consist of 'yes', 'true', "
         "'raw', 'false', or 'no'."
     )
+
+
+def web_secure_annotation(secret: str) -> dict[str, Any]:
+    """wsk's ``--web-secure``: ``true`` makes up a secret, ``false`` lifts it, anything else
+    is the secret (callers send it as ``X-Require-Whisk-Auth``)."""
+    choice = secret.lower()
+    if choice == "true":
+        return {"require-whisk-auth": secrets.randbelow(2**53 - 1) + 1}
+    if choice == "false":
+        return {"require-whisk-auth": False}
+    return {"require-whisk-auth": secret}

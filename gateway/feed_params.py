@@ -9,6 +9,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from bus.cron import Cron, CronError
 from bus.events import FeedDoc, FeedKind
 
 # (package, action) under /whisk.system -> the feed it manages.
@@ -16,19 +17,11 @@ FEED_ACTIONS: dict[tuple[str, str], FeedKind] = {
     ("rabbitmq", "queue"): "queue",
     ("alarms", "alarm"): "alarm",
     ("alarms", "interval"): "interval",
+    ("alarms", "once"): "once",
 }
 
 _QUEUE_NAME_MAX = 255  # bytes, AMQP's short string
 
-# 5-field cron: (name, lowest, highest); day-of-week 0 and 7 are both Sunday.
-_SECOND = ("second", 0, 59)
-_CRON_FIELDS = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day-of-month", 1, 31),
-    ("month", 1, 12),
-    ("day-of-week", 0, 7),
-)
 
 
 def _digits(text: str) -> bool:
@@ -43,7 +36,7 @@ def build_feed(
     kind: FeedKind, ns: str, trigger: str, params: dict[str, Any], created: int
 ) -> FeedDoc:
     """The feed document for ``params`` (the feed's own parameters, as given)."""
-    fields = _BUILDERS[kind](params)
+    fields = _once_fields(params, created) if kind == "once" else _BUILDERS[kind](params)
     return FeedDoc(
         namespace=ns, trigger=trigger, kind=kind, params=params, created=created, **fields
     )
@@ -109,6 +102,21 @@ def _interval_fields(params: dict[str, Any]) -> dict[str, Any]:
     return {"minutes": float(minutes), **_schedule_fields(params)}
 
 
+def _once_fields(params: dict[str, Any], created: int) -> dict[str, Any]:
+    date = _date(params.get("date"), "date")
+    if date is None:
+        raise FeedError("'date' is required: when to fire, as epoch milliseconds or an ISO 8601 "
+                        "date")
+    if date <= created:
+        raise FeedError("'date' must be in the future")
+    delete = params.get("deleteAfterFire", "false")
+    choice = str(delete).lower() if isinstance(delete, str | bool) else None
+    if choice not in ("false", "rules", "true"):
+        raise FeedError("'deleteAfterFire' must be false, rules or true")
+    return {"date": date, "delete_after_fire": choice,
+            "trigger_payload": _payload(params.get("trigger_payload"))}
+
+
 def _schedule_fields(params: dict[str, Any]) -> dict[str, Any]:
     start = _date(params.get("startDate"), "startDate")
     stop = _date(params.get("stopDate"), "stopDate")
@@ -153,42 +161,13 @@ def _date(value: Any, name: str) -> int | None:
 
 
 def check_cron(value: Any) -> str:
-    """A 5-field schedule, or a 6-field one whose first field is the second (upstream's alarms
-    feed takes both): each field ``*``, ``n``, ``a-b``, ``*/n`` or ``a-b/n``, or a
-    comma-separated list of those, within the field's range."""
+    """The schedule, normalized, if ``bus.cron`` can parse it (5 fields, or 6 whose first is
+    the second, as upstream's alarms feed takes them)."""
     if not isinstance(value, str):
         raise FeedError("'cron' must be a string")
-    fields = value.split()
-    if len(fields) not in (len(_CRON_FIELDS), len(_CRON_FIELDS) + 1):
-        raise FeedError(
-            f"'cron' must have 5 fields (minute hour day-of-month month day-of-week), or 6 "
-            f"with the second first, not {len(fields)}: '{value}'"
-        )
-    named = _CRON_FIELDS if len(fields) == len(_CRON_FIELDS) else (_SECOND, *_CRON_FIELDS)
-    for text, (name, low, high) in zip(fields, named, strict=True):
-        for item in text.split(","):
-            if not _cron_item_ok(item, low, high):
-                raise FeedError(
-                    f"'cron' field {name} '{text}' is not valid: use *, numbers {low}-{high}, "
-                    f"ranges a-b, steps */n or a-b/n, and lists with ','"
-                )
-    return " ".join(fields)
-
-
-def _cron_item_ok(item: str, low: int, high: int) -> bool:
-    base, has_step, step = item.partition("/")
-    if has_step and not (_digits(step) and int(step) >= 1):
-        return False
-    if base == "*":
-        return True
-    start, is_range, end = base.partition("-")
-    if not _digits(start) or (is_range and not _digits(end)):
-        return False
-    first, last = int(start), int(end) if is_range else int(start)
-    # A step needs a range to step through: "5/15" is not in the accepted syntax.
-    if has_step and not is_range:
-        return False
-    return low <= first <= last <= high
-
-
+    try:
+        Cron.parse(value)
+    except CronError as exc:
+        raise FeedError(f"'cron' {exc}") from None
+    return " ".join(value.split())
 _BUILDERS = {"queue": _queue_fields, "alarm": _alarm_fields, "interval": _interval_fields}

@@ -13,18 +13,23 @@ import logging
 from collections.abc import Callable, Iterable
 
 from bus.broker import spawn
-from bus.events import FeedDoc, TriggerFire
+from bus.cron import CronError
+from bus.events import FEEDS_EXCHANGE, FeedChanged, FeedDoc, RuleDoc, TriggerDoc, TriggerFire
 from bus.ids import new_activation_id, now_ms
 from bus.store import Store
 from initializer.fanout import FireFanout, TriggerNotFound
-from initializer.schedule import CronError, due_ticks
+from initializer.schedule import due_ticks
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 1.0
+TRIGGERS, RULES = "triggers", "rules"
 FIRE_ATTEMPTS = 5  # a claimed tick is ours alone: try hard before giving it up
 
 class AlarmScheduler:
+    """Fires every alarm feed's due ticks; a fired ``once`` alarm removes what its
+    ``deleteAfterFire`` asks (its trigger's rules, and with ``true`` the trigger and feed)."""
+
     def __init__(
         self, feeds: Callable[[], Iterable[FeedDoc]], *, store: Store, fanout: FireFanout
     ) -> None:
@@ -78,6 +83,8 @@ class AlarmScheduler:
         for attempt in range(1, FIRE_ATTEMPTS + 1):
             try:
                 await self.fanout.fire(fire)
+                if doc.kind == "once" and doc.delete_after_fire != "false":
+                    await self._delete_after_fire(doc)
                 return
             except TriggerNotFound:
                 log.warning("alarm %s: its trigger does not exist", doc.key)
@@ -87,3 +94,21 @@ class AlarmScheduler:
                             attempt, exc)
                 await asyncio.sleep(delay)
                 delay *= 2
+
+    async def _delete_after_fire(self, doc: FeedDoc) -> None:
+        trigger = await self.store.get_entity(TRIGGERS, doc.namespace, doc.trigger, TriggerDoc)
+        for key in (trigger.rules if trigger and trigger.rules else {}):
+            rule_ns, _, rule = key.partition("/")
+            await self.store.delete_entity(RULES, rule_ns, rule, RuleDoc)
+        if doc.delete_after_fire == "rules":
+            if trigger is not None and trigger.rules:
+                emptied = trigger.model_copy(update={"rules": {}, "updated": now_ms()})
+                await self.store.put_entity(TRIGGERS, doc.namespace, doc.trigger, emptied,
+                                            emptied.updated, replaces=trigger)
+            return
+        await self.store.delete_entity(TRIGGERS, doc.namespace, doc.trigger, TriggerDoc)
+        if await self.store.delete_feed(doc.key) is not None:
+            await self.fanout.broker.publish(
+                FeedChanged(key=doc.key, deleted=True), routing_key="",
+                exchange=FEEDS_EXCHANGE, mandatory=False)
+        log.info("once alarm %s fired; deleted its trigger and rules", doc.key)

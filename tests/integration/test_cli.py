@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.cluster_fixtures import Cluster
+from tests.integration.conftest import BACKEND_NEUTRAL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTIVATION_ID = re.compile(r"[0-9a-f]{32}")
@@ -178,3 +180,28 @@ async def test_failures_through_ft(ft: Ft, tmp_path: Path) -> None:
     assert header.endswith(record["activationId"])
 
     assert (await ft("action", "delete", name)).returncode == 0
+
+
+@BACKEND_NEUTRAL
+async def test_copy_and_web_secure_as_wsk_takes_them(
+    ft: Ft, tmp_path: Path, cluster: Cluster
+) -> None:
+    source, copy, web = (f"cli-{role}-{uuid.uuid4().hex[:6]}" for role in ("src", "cp", "web"))
+    assert (await ft("action", "create", source, _code_file(tmp_path, GREET),
+                     "-p", "name", "Src", "-m", "128")).returncode == 0
+    copied = await ft("action", "create", copy, source, "--copy", "-a", "note", "copied")
+    assert copied.returncode == 0, copied.stderr
+    result = await ft("action", "invoke", copy, "-r")
+    assert json.loads(result.stdout) == {"greeting": "Hello Src"}  # its parameters came too
+    limits = json.loads((await ft("action", "get", copy, "limits")).stdout.split("\n", 1)[1])
+    assert limits["memory"] == 128
+    assert (await ft("action", "create", web, _code_file(tmp_path, GREET), "--web", "true",
+                     "--web-secure", "s3cret")).returncode == 0
+    url = f"{cluster.api_host}/api/v1/web/guest/default/{web}.json"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 401
+        async with http.get(url, headers={"X-Require-Whisk-Auth": "s3cret"}) as resp:
+            assert resp.status == 200 and (await resp.json())["greeting"] == "Hello stranger"
+    for name in (source, copy, web):
+        await ft("action", "delete", name)

@@ -25,6 +25,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from bus.broker import EVENTS, Broker
+from bus.cron import Cron
 from bus.events import (
     FEEDS_EXCHANGE,
     Destination,
@@ -39,7 +40,8 @@ from bus.events import (
 from bus.ids import new_activation_id, now_ms
 from bus.models import ActivationRecord, KeyValue
 from bus.store import Store
-from initializer.schedule import Cron, cron_ticks, interval_ticks
+from funtainer import ActivationFailed, AsyncClient, NotFound
+from initializer.schedule import cron_ticks, interval_ticks
 from tests.cluster_fixtures import Cluster, ExtraInitializers
 from tests.integration.conftest import BACKEND_NEUTRAL
 
@@ -545,3 +547,47 @@ async def test_destination_to_a_queue(broker: Broker, amqp: AbstractChannel) -> 
     [message] = messages
     assert message.content_type == "application/json"
     assert DestinationRecord.model_validate_json(message.body) == record
+
+
+@BACKEND_NEUTRAL
+async def test_once_alarm_fires_at_its_date_then_deletes_its_trigger(
+    cluster: Cluster,
+) -> None:
+    """``/whisk.system/alarms/once`` with ``deleteAfterFire: true``, created the way wsk does
+    (the feed action invoked with the trigger's name and the caller's key)."""
+    async with AsyncClient(cluster.api_host, cluster.auth) as client:
+        action, trigger, rule = _name("once"), _name("t"), _name("r")
+        await client.actions.create(action, ECHO)
+        await client.triggers.create(trigger)
+        await client.rules.create(rule, trigger, action)
+        feed = "/whisk.system/alarms/once"
+        with pytest.raises(ActivationFailed, match="'date' must be in the future"):
+            await client.actions.invoke(feed, {
+                "lifecycleEvent": "CREATE", "triggerName": f"/_/{trigger}",
+                "authKey": cluster.auth, "date": now_ms() - 1000})
+        due = now_ms() + 2000
+        await client.actions.invoke(feed, {
+            "lifecycleEvent": "CREATE", "triggerName": f"/_/{trigger}",
+            "authKey": cluster.auth, "date": due, "deleteAfterFire": "true",
+            "trigger_payload": {"once": True}})
+
+        async def trigger_gone() -> bool:
+            try:
+                await client.triggers.get(trigger)
+            except NotFound:
+                return True
+            return False
+
+        await _until(trigger_gone, 30, f"trigger {trigger} deleted after its fire")
+        with pytest.raises(NotFound):
+            await client.rules.get(rule)
+        ran: list[dict[str, Any]] = []
+
+        async def action_ran() -> bool:
+            ran[:] = await client.activations.list(action, docs=True)
+            return bool(ran)
+
+        await _until(action_ran, 30, f"{action} to run")
+        assert [r["response"]["result"]["once"] for r in ran] == [True]
+        assert ran[0]["start"] >= due
+        await client.actions.delete(action)

@@ -697,6 +697,7 @@ async def test_trigger_delete_removes_its_feed(api: Api, store: Store, listen: L
 @pytest.mark.parametrize("cron", [
     "* * * * *", "0 0 1 1 0", "59 23 31 12 7", "*/15 * * * *", "0-30/10 8-17 * 1,6,12 1-5",
     "5,10,15 0 * * *", "*/10 * * * * *", "0,30 */5 * * * *", "59 59 23 31 12 7",
+    "5/15 * * * *", "0 9 * JAN-MAR mon-fri",
 ])
 def test_cron_accepts(cron: str) -> None:
     assert check_cron(cron) == cron
@@ -704,8 +705,8 @@ def test_cron_accepts(cron: str) -> None:
 
 @pytest.mark.parametrize("cron", [
     "* * * *", "* * * * * * *", "60 * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *",
-    "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "5/15 * * * *", "a * * * *",
-    "1,,2 * * * *", "-1 * * * *", "* * * JAN *", "", "1-2-3 * * * *",
+    "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *",
+    "1,,2 * * * *", "-1 * * * *", "* * * JUNE *", "", "1-2-3 * * * *", "* * * * mon/x",
 ])
 def test_cron_rejects(cron: str) -> None:
     with pytest.raises(FeedError):
