@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, overload
+from typing import Any, Self, TypedDict, TypeVar, Unpack, overload
 
 import httpx
 
@@ -24,6 +24,7 @@ from funtainer.resources import Actions, Activations, Rules, Triggers
 from funtainer.transport import AsyncRunner, EventHooks, SyncRunner, client_options
 
 DEFAULT_TIMEOUT_S = 75.0  # a blocking call may take the server's whole 60 s
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 class _Surface(Bound[M]):
@@ -69,17 +70,30 @@ class _Surface(Bound[M]):
         return bind(fn) if fn is not None else bind
 
 
+class Options(TypedDict, total=False):
+    namespace: str | None  # default: __OW_NAMESPACE, ~/.wskprops, else "_" (the key's own)
+    insecure: bool  # skip the TLS certificate check
+    timeout: float  # seconds an answer may take, beyond what the server was asked to wait
+    event_hooks: EventHooks  # httpx's: callables given each request and response
+
+
+def _connect(
+    http_class: type[H], apihost: str | None, auth: str | None, options: Options
+) -> tuple[ClientConfig, H]:
+    config = load_config(apihost, auth, options.get("namespace"))
+    http = http_class(**client_options(
+        config, insecure=options.get("insecure", False),
+        timeout_s=options.get("timeout", DEFAULT_TIMEOUT_S),
+        event_hooks=options.get("event_hooks")))
+    return config, http
+
+
 class Client(_Surface[Sync]):
     """Operations return their values."""
 
-    def __init__(
-        self, apihost: str | None = None, auth: str | None = None, *,
-        namespace: str | None = None, insecure: bool = False,
-        timeout: float = DEFAULT_TIMEOUT_S, event_hooks: EventHooks | None = None,
-    ) -> None:
-        config = load_config(apihost, auth, namespace)
-        self.http = httpx.Client(**client_options(config, insecure=insecure, timeout_s=timeout,
-                                                  event_hooks=event_hooks))
+    def __init__(self, apihost: str | None = None, auth: str | None = None,
+                 **options: Unpack[Options]) -> None:
+        config, self.http = _connect(httpx.Client, apihost, auth, options)
         super().__init__(SyncRunner(self.http, normalize_apihost(config.apihost)), config)
 
     def close(self) -> None:
@@ -96,14 +110,9 @@ class Client(_Surface[Sync]):
 class AsyncClient(_Surface[Async]):
     """Operations return coroutines; activation handles are awaitable."""
 
-    def __init__(
-        self, apihost: str | None = None, auth: str | None = None, *,
-        namespace: str | None = None, insecure: bool = False,
-        timeout: float = DEFAULT_TIMEOUT_S, event_hooks: EventHooks | None = None,
-    ) -> None:
-        config = load_config(apihost, auth, namespace)
-        self.http = httpx.AsyncClient(**client_options(
-            config, insecure=insecure, timeout_s=timeout, event_hooks=event_hooks))
+    def __init__(self, apihost: str | None = None, auth: str | None = None,
+                 **options: Unpack[Options]) -> None:
+        config, self.http = _connect(httpx.AsyncClient, apihost, auth, options)
         super().__init__(AsyncRunner(self.http, normalize_apihost(config.apihost)), config)
 
     async def aclose(self) -> None:

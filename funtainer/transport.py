@@ -8,13 +8,13 @@ import ipaddress
 import json
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic
 
 import httpx
 
 from funtainer.config import ClientConfig, normalize_apihost
 from funtainer.errors import FuntainerError, Unreachable, api_error
-from funtainer.plans import Answer, Async, Call, Offload, Plan, Step, Sync, T
+from funtainer.plans import Answer, Call, Offload, Plan, Step, T
 
 # A blocking call may legitimately take the server's whole wait; leave room above that.
 CONNECT_TIMEOUT_S = 10.0
@@ -96,17 +96,51 @@ def read_answer(response: httpx.Response) -> Answer:
     return Answer(response.status_code, response.headers, body)
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in found:
+        found.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return found
+
+
 def unreachable(apihost: str, err: Exception) -> Unreachable:
-    reason = err.__context__ if isinstance(err, httpx.TransportError) and err.__context__ else err
-    if isinstance(err, httpx.ConnectError) and "refused" in str(err).lower():
-        return Unreachable(
-            f"cannot reach the API host {apihost}: connection refused. Is it running? (ft up)")
+    """What failed, in words: the last cause is the operating system's."""
+    causes = _causes(err)
+    where = f"cannot reach the API host {apihost}"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return Unreachable(f"{where}: connection refused. Is it running? (ft up)")
     if isinstance(err, httpx.TimeoutException):
-        return Unreachable(f"cannot reach the API host {apihost}: timed out")
-    text = str(reason) or type(reason).__name__
-    if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return Unreachable(f"{where}: timed out")
+    text = str(causes[-1]) or type(causes[-1]).__name__
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
         text += " (--insecure skips the certificate check)"
-    return Unreachable(f"cannot reach the API host {apihost}: {text}")
+    return Unreachable(f"{where}: {text}")
+
+
+class _Driving(Generic[T]):
+    """A plan being run: its next step, given how the previous one went."""
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self._reply: Any = None
+        self._error: FuntainerError | None = None
+        self.value: T | None = None
+
+    def next_step(self) -> Step | None:
+        """None once the plan returned (its value is then ``value``)."""
+        try:
+            return self._plan.throw(self._error) if self._error else self._plan.send(self._reply)
+        except StopIteration as done:
+            self.value = done.value
+            return None
+
+    def answered(self, reply: Any) -> None:
+        self._reply, self._error = reply, None
+
+    def failed(self, error: FuntainerError) -> None:
+        self._reply, self._error = None, error
 
 
 class SyncRunner:
@@ -125,17 +159,13 @@ class SyncRunner:
         return read_answer(response)
 
     def run(self, plan: Plan[T]) -> T:
-        reply: Any = None
-        error: FuntainerError | None = None
-        while True:
+        driving = _Driving(plan)
+        while (step := driving.next_step()) is not None:
             try:
-                step = plan.throw(error) if error else plan.send(reply)
-            except StopIteration as done:
-                return done.value
-            try:
-                reply, error = self._step(step), None
+                driving.answered(self._step(step))
             except FuntainerError as err:
-                reply, error = None, err
+                driving.failed(err)
+        return driving.value  # type: ignore[return-value]
 
 
 class AsyncRunner:
@@ -154,17 +184,10 @@ class AsyncRunner:
         return read_answer(response)
 
     async def run(self, plan: Plan[T]) -> T:
-        reply: Any = None
-        error: FuntainerError | None = None
-        while True:
+        driving = _Driving(plan)
+        while (step := driving.next_step()) is not None:
             try:
-                step = plan.throw(error) if error else plan.send(reply)
-            except StopIteration as done:
-                return done.value
-            try:
-                reply, error = await self._step(step), None
+                driving.answered(await self._step(step))
             except FuntainerError as err:
-                reply, error = None, err
-
-
-__all__ = ["Async", "AsyncRunner", "Sync", "SyncRunner"]
+                driving.failed(err)
+        return driving.value  # type: ignore[return-value]

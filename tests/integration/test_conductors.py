@@ -85,6 +85,13 @@ def test_what_goes_wrong_in_a_step_reaches_the_conductor(
     missing = client.actions.invoke(conductor, {"value": 1, "then": "no-such-action"})
     assert missing == {"caught": "Failed to resolve action with name "
                                  "'/guest/no-such-action' during composition."}
+    # Another namespace's action is not the caller's to run (whether it exists or not); a
+    # public package's is.
+    foreign = client.actions.invoke(conductor, {"value": 1, "then": "/someone-else/secret"})
+    assert foreign == {"caught": "Failed entitlement check for action with name "
+                                 "'/someone-else/secret' during composition."}
+    echoed = client.actions.invoke(conductor, {"value": 2, "then": "/whisk.system/utils/echo"})
+    assert echoed == {"value": 6}
     invalid = client.actions.invoke(conductor, {"value": 1, "then": 42})
     assert invalid == {"caught": "Failed to parse action name from json value 42 during "
                                  "composition."}
