@@ -193,15 +193,19 @@ async def test_copy_and_web_secure_as_wsk_takes_them(
     assert copied.returncode == 0, copied.stderr
     result = await ft("action", "invoke", copy, "-r")
     assert json.loads(result.stdout) == {"greeting": "Hello Src"}  # its parameters came too
-    limits = json.loads((await ft("action", "get", copy, "limits")).stdout.split("\n", 1)[1])
-    assert limits["memory"] == 128
     assert (await ft("action", "create", web, _code_file(tmp_path, GREET), "--web", "true",
                      "--web-secure", "s3cret")).returncode == 0
     url = f"{cluster.api_host}/api/v1/web/guest/default/{web}.json"
+    actions = f"{cluster.api_host}/api/v1/namespaces/_/actions"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as resp:
             assert resp.status == 401
         async with http.get(url, headers={"X-Require-Whisk-Auth": "s3cret"}) as resp:
             assert resp.status == 200 and (await resp.json())["greeting"] == "Hello stranger"
-    for name in (source, copy, web):
-        await ft("action", "delete", name)
+        async with http.get(f"{actions}/{copy}", headers=cluster.auth_header) as resp:
+            copied_doc = await resp.json()
+        assert copied_doc["limits"]["memory"] == 128
+        assert {"key": "note", "value": "copied"} in copied_doc["annotations"]
+        for name in (source, copy, web):
+            async with http.delete(f"{actions}/{name}", headers=cluster.auth_header) as resp:
+                assert resp.status == 200

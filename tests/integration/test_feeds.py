@@ -565,7 +565,7 @@ async def test_once_alarm_fires_at_its_date_then_deletes_its_trigger(
             await client.actions.invoke(feed, {
                 "lifecycleEvent": "CREATE", "triggerName": f"/_/{trigger}",
                 "authKey": cluster.auth, "date": now_ms() - 1000})
-        due = now_ms() + 2000
+        due = now_ms() + 1200
         await client.actions.invoke(feed, {
             "lifecycleEvent": "CREATE", "triggerName": f"/_/{trigger}",
             "authKey": cluster.auth, "date": due, "deleteAfterFire": "true",

@@ -121,11 +121,11 @@ def test_a_timeout_leaves_the_activation_running_and_a_new_handle_finds_it(
     client: Client, echo: str
 ) -> None:
     with pytest.raises(ActivationTimeout) as slow:
-        client.actions.invoke(echo, {"sleep": 2}, timeout=0.5)
+        client.actions.invoke(echo, {"sleep": 1.2}, timeout=0.3)
     handle = client.activations.handle(slow.value.activation_id)
     with pytest.raises(ActivationTimeout):
-        handle.result(timeout=0.2)
-    assert handle.result(timeout=30) == {"args": {"sleep": 2}}
+        handle.result(timeout=0.1)
+    assert handle.result(timeout=30) == {"args": {"sleep": 1.2}}
 
 
 def test_typed_errors_carry_openwhisk_error_json(
