@@ -2,10 +2,12 @@
 (memory = memory + swap, pids, CPU share and cap), written straight to the kernel, on cgroup
 v1 (one hierarchy per controller) and v2 (one unified hierarchy).
 
-Every sandbox of an invoker gets ``funtainer/<invoker id>/<pool id>`` in each hierarchy. A
+Every sandbox of an invoker gets ``funtainer/<invoker id>/<name>`` in each hierarchy. A
 process joins by writing its pid to each ``cgroup.procs`` before it execs the sandbox, so all
 it forks is counted from the first instruction. Plain file writes: microseconds, so they are
-made on the event loop.
+made on the event loop; but joining a group on cgroup v1 waits for an RCU grace period
+(``cgroup_threadgroup_rwsem``), 6-22 ms here, which is why zygotes keep spare sandboxes that
+joined theirs ahead of time (``zygote.py``).
 """
 
 from __future__ import annotations
@@ -72,21 +74,42 @@ class SandboxCgroup:
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.dirs]
 
-    def create(self, limits: Limits) -> None:
+    def create(self, limits: Limits | None) -> None:
+        """The group(s), with ``limits`` (None: none yet; a spare sandbox's, whose limits
+        come with the request that takes it, through ``apply``)."""
         try:
             if self.v2:
-                self._create_v2(limits)
+                self._create_v2()
             else:
-                self._create_v1(limits)
+                for d in self.dirs:
+                    d.mkdir(parents=True, exist_ok=True)
+            if limits is not None:
+                self.apply(limits)
         except OSError as exc:
             self.remove()
             raise CgroupError(exc.errno, f"cannot set up cgroup {self.dirs[0]}: {exc}") from exc
 
-    def _create_v1(self, limits: Limits) -> None:
+    def rename(self, name: str) -> None:
+        """Name the group(s) after the sandbox that took them (a spare's), where the kernel
+        allows it: cgroup v1 does, the unified hierarchy keeps the name it was made with."""
+        if self.v2:
+            return
+        for i, old in enumerate(self.dirs):
+            new = old.with_name(name)
+            os.rename(old, new)
+            self.dirs[i] = new
+
+    def apply(self, limits: Limits) -> None:
+        """Set the limits of a group that has none yet (so lowering the memory limit before
+        memory + swap is the order that works)."""
+        if self.v2:
+            self._apply_v2(limits)
+        else:
+            self._apply_v1(limits)
+
+    def _apply_v1(self, limits: Limits) -> None:
         memory, pids, cpu = self.dirs
         limit = limits.memory_mb * 1024 * 1024
-        for d in self.dirs:
-            d.mkdir(parents=True, exist_ok=True)
         _write(memory / "memory.limit_in_bytes", limit)
         # memory + swap: absent when the kernel has swap accounting off (then there is no
         # swap to use past the limit anyway).
@@ -99,7 +122,7 @@ class SandboxCgroup:
             _write(cpu / "cpu.cfs_period_us", PERIOD_US)
             _write(cpu / "cpu.cfs_quota_us", max(1000, int(limits.cpu_quota * PERIOD_US)))
 
-    def _create_v2(self, limits: Limits) -> None:
+    def _create_v2(self) -> None:
         (group,) = self.dirs
         # Controllers must be enabled on every ancestor's subtree for the leaf to have them.
         path = ROOT
@@ -111,6 +134,9 @@ class SandboxCgroup:
         with contextlib.suppress(OSError):
             _write(path / "cgroup.subtree_control", "+memory +pids +cpu")
         group.mkdir(exist_ok=True)
+
+    def _apply_v2(self, limits: Limits) -> None:
+        (group,) = self.dirs
         _write(group / "memory.max", limits.memory_mb * 1024 * 1024)
         _write(group / "memory.swap.max", 0)
         _write(group / "pids.max", limits.pids)

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from invoker.backends.io_dirs import IoDirs, release_io_dir
 from invoker.backends.rootfs import Rootfs, RootfsCache, traversable
 from invoker.backends.seccomp import write_program
 from invoker.backends.zygote import (
+    Spare,
     SpawnFailed,
     Zygote,
     ZygoteUnavailable,
@@ -60,10 +62,24 @@ ZYGOTE = "/ft-proxy/_ft_zygote.py"
 # A zygote's own cgroup: its interpreter, and each child until it joins its sandbox's groups.
 ZYGOTE_MEMORY_MB = 128
 ZYGOTE_PIDS = 256
+# Spare sandboxes each zygote keeps in cgroups of their own, so a cold start does not wait for
+# the join (an RCU grace period on cgroup v1).
+SPARES_PER_KIND = 2
 
 
 class SandboxUnavailable(RuntimeError):
     pass
+
+
+@dataclass
+class SpareSandbox:
+    spare: Spare
+    cgroup: SandboxCgroup  # without limits until it is taken
+    stderr: int  # the read end of its stderr
+
+    def discard(self) -> None:
+        self.spare.discard()
+        os.close(self.stderr)
 
 
 @dataclass
@@ -98,6 +114,7 @@ class SandboxBackend:
                         "%r is ignored", settings.container_network)
         self._live: dict[str, Sandbox] = {}
         self._zygotes: dict[str, Zygote | None] = {}  # kind -> its zygote (None: not to be had)
+        self._spares: dict[str, list[SpareSandbox]] = {}
         self._zygote_lock = asyncio.Lock()
         self._on_died: Callable[[str], None] | None = None
         self._waiters: set[asyncio.Task[None]] = set()
@@ -159,21 +176,80 @@ class SandboxBackend:
         name = self._name(pool_id)
         io_dir = self.io_dirs.prepare(pool_id)
         handle = ContainerHandle(pool_id=pool_id, name=name, engine_id=name, io_dir=io_dir)
-        cgroup = SandboxCgroup(self._cgroup_base, pool_id)
-        try:
-            cgroup.create(self._limits(memory))
-            env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
-                   "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
-            sandbox = None
-            if zygote is not None:
-                sandbox = await self._fork(zygote, kind, handle, cgroup, rootfs, env)
-            if sandbox is None:
-                sandbox = await self._start(handle, cgroup, rootfs, env)
-        except BaseException:
-            await asyncio.to_thread(_remove, cgroup, io_dir)
-            raise
+        env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
+               "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
+        request = {"id": handle.pool_id, "hostname": handle.name, "env": env,
+                   "workdir": rootfs.workdir, "nofile": self.settings.container_nofile,
+                   "tmpfs": self.settings.container_tmpfs_mb * 1024 * 1024}
+        sandbox = None
+        spares = self._spares.get(kind)
+        if zygote is not None and spares:
+            sandbox = await self._from_spare(spares.pop(), handle, self._limits(memory),
+                                             request)
+            self._top_up(kind, zygote)
+        if sandbox is None:
+            cgroup = SandboxCgroup(self._cgroup_base, pool_id)
+            try:
+                cgroup.create(self._limits(memory))
+                if zygote is not None:
+                    sandbox = await self._fork(zygote, kind, handle, cgroup, request)
+                if sandbox is None:
+                    sandbox = await self._start(handle, cgroup, rootfs, env)
+            except BaseException:
+                await asyncio.to_thread(_remove, cgroup, io_dir)
+                raise
         self._live[name] = sandbox
         return handle
+
+    async def _from_spare(self, spare: SpareSandbox, handle: ContainerHandle, limits: Limits,
+                          request: dict[str, object]) -> Sandbox | None:
+        """A spare sandbox given its limits and made this one; None if it is gone (the
+        caller then makes one the usual way)."""
+        try:
+            spare.cgroup.rename(handle.pool_id)
+            spare.cgroup.apply(limits)
+            pid = await spare.spare.start(request)
+        except (OSError, SpawnFailed) as exc:
+            log.warning("a spare sandbox could not be used (%s)", exc)
+            os.close(spare.stderr)
+            await asyncio.to_thread(spare.cgroup.kill)
+            await asyncio.to_thread(_remove_group, spare.cgroup)
+            return None
+        except BaseException:
+            spare.discard()
+            await asyncio.to_thread(_remove_group, spare.cgroup)
+            raise
+        sandbox = Sandbox(handle, spare.cgroup, None)
+        self._follow(sandbox, read_to_end(spare.stderr, sandbox.stderr_tail, STDERR_KEPT),
+                     exited(pid))
+        return sandbox
+
+    def _top_up(self, kind: str, zygote: Zygote) -> None:
+        """Spare sandboxes for ``kind`` until it has ``SPARES_PER_KIND``."""
+        spares = self._spares.setdefault(kind, [])
+        while len(spares) < SPARES_PER_KIND:
+            spare = self._new_spare(kind, zygote)
+            if spare is None:
+                return
+            spares.append(spare)
+
+    def _new_spare(self, kind: str, zygote: Zygote) -> SpareSandbox | None:
+        """Its cgroups made (without limits) and its child asked for; the child joins them
+        while the invoker goes on."""
+        cgroup = SandboxCgroup(self._cgroup_base, f"spare-{uuid.uuid4().hex[:12]}")
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            cgroup.create(None)
+            spare = zygote.spare(write_end, cgroup.procs_files)
+        except (OSError, ZygoteUnavailable) as exc:
+            os.close(read_end)
+            with contextlib.suppress(OSError):
+                cgroup.remove()
+            log.warning("no spare %s sandbox (%s)", kind, exc)
+            return None
+        finally:
+            os.close(write_end)
+        return SpareSandbox(spare, cgroup, read_end)
 
     async def _start(self, handle: ContainerHandle, cgroup: SandboxCgroup, rootfs: Rootfs,
                      env: dict[str, str]) -> Sandbox:
@@ -194,13 +270,9 @@ class SandboxBackend:
         return sandbox
 
     async def _fork(self, zygote: Zygote, kind: str, handle: ContainerHandle,
-                    cgroup: SandboxCgroup, rootfs: Rootfs, env: dict[str, str],
-                    ) -> Sandbox | None:
+                    cgroup: SandboxCgroup, request: dict[str, object]) -> Sandbox | None:
         """A sandbox forked from its kind's zygote; None if the zygote could not make it
         (then it is not asked again, and bubblewrap starts this one)."""
-        request = {"id": handle.pool_id, "hostname": handle.name, "env": env,
-                   "workdir": rootfs.workdir, "nofile": self.settings.container_nofile,
-                   "tmpfs": self.settings.container_tmpfs_mb * 1024 * 1024}
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             pid = await zygote.spawn(request, write_end, cgroup.procs_files)
@@ -210,6 +282,7 @@ class SandboxBackend:
                         "without it from now on", kind, exc)
             self._zygotes[kind] = None
             zygote.close()
+            self._discard_spares(kind)
             await asyncio.to_thread(cgroup.kill)
             return None
         finally:
@@ -239,9 +312,20 @@ class SandboxBackend:
         async with self._zygote_lock:
             zygote = self._zygotes.get(kind)
             if zygote is None or not zygote.alive:
+                self._discard_spares(kind)
                 zygote = await self._start_zygote(kind, rootfs)
                 self._zygotes[kind] = zygote
+                if zygote is not None:
+                    self._top_up(kind, zygote)
         return zygote
+
+    def _discard_spares(self, kind: str) -> None:
+        """Their children end as their sockets close; their groups are removed after."""
+        for spare in self._spares.pop(kind, []):
+            spare.discard()
+            task = asyncio.create_task(asyncio.to_thread(_remove_group, spare.cgroup))
+            self._waiters.add(task)
+            task.add_done_callback(self._waiters.discard)
 
     async def _start_zygote(self, kind: str, rootfs: Rootfs) -> Zygote | None:
         command = _zygote_command(rootfs)
@@ -325,6 +409,8 @@ class SandboxBackend:
     async def close(self) -> None:
         for name in list(self._live):
             await self.destroy(self._live[name].handle)
+        for kind in list(self._spares):
+            self._discard_spares(kind)
         for zygote in self._zygotes.values():
             if zygote is not None:
                 zygote.close()
@@ -338,12 +424,16 @@ class SandboxBackend:
 
 
 def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:
+    _remove_group(cgroup)
+    release_io_dir(io_dir)
+
+
+def _remove_group(cgroup: SandboxCgroup) -> None:
     cgroup.kill()
     try:
         cgroup.remove()
     except OSError as exc:
         log.warning("could not remove cgroup %s: %s", cgroup.dirs[0], exc)
-    release_io_dir(io_dir)
 
 
 def _zygote_command(rootfs: Rootfs) -> list[str] | None:

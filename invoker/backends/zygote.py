@@ -54,10 +54,23 @@ class Zygote:
     async def spawn(self, request: dict[str, object], stderr: int,
                     cgroup_procs: Sequence[Path]) -> int:
         """Fork a sandbox; return its pid once its proxy listens."""
+        with self._fork(request, stderr, cgroup_procs) as report:
+            return await _reported_pid(report)
+
+    def spare(self, stderr: int, cgroup_procs: Sequence[Path]) -> Spare:
+        """Fork a spare sandbox: it joins its cgroups now (what takes an RCU grace period
+        on cgroup v1) and waits for the request that ``Spare.start`` sends."""
+        report = self._fork({"spare": True}, stderr, cgroup_procs)
+        return Spare(report)
+
+    def _fork(self, request: dict[str, object], stderr: int,
+              cgroup_procs: Sequence[Path]) -> socket.socket:
+        """Ask for a child; our end of its report socket."""
         if not self.alive:
             raise ZygoteUnavailable("the zygote is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with ours, contextlib.ExitStack() as opened:
+        with contextlib.ExitStack() as opened:
+            opened.callback(theirs.close)
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             ours.setblocking(False)
             fds = [theirs.fileno(), stderr]
@@ -68,15 +81,34 @@ class Zygote:
             try:
                 socket.send_fds(self._control, [json.dumps(request).encode()], fds)
             except OSError as exc:
+                ours.close()
                 raise ZygoteUnavailable(f"the zygote does not take requests: {exc}") from exc
-            finally:
-                theirs.close()
-            return await _reported_pid(ours)
+        return ours
 
     def close(self) -> None:
         """Closing the control socket ends the zygote, and with it every sandbox it forked
         (their pid namespaces are nested in its own)."""
         self._control.close()
+
+
+class Spare:
+    """A spare sandbox of a zygote, in its cgroups, waiting for its request."""
+
+    def __init__(self, report: socket.socket) -> None:
+        self._report = report
+
+    async def start(self, request: dict[str, object]) -> int:
+        """Make it the sandbox ``request`` describes; its pid once its proxy listens."""
+        with self._report as report:
+            try:
+                report.send(json.dumps(request).encode())
+            except OSError as exc:  # it died waiting
+                raise SpawnFailed(f"the spare sandbox is gone: {exc}") from exc
+            return await _reported_pid(report)
+
+    def discard(self) -> None:
+        """It ends when its socket closes."""
+        self._report.close()
 
 
 async def _reported_pid(report: socket.socket) -> int:

@@ -22,7 +22,9 @@ directory root. Each child, before any action code runs:
 Protocol: the control socket (``FT_ZYGOTE_FD``, a SOCK_SEQPACKET socketpair with the
 invoker) carries one JSON request per message, with descriptors [report socket, stderr,
 cgroup.procs...]. Nothing is answered on it: a child that fails writes why to its stderr and
-exits, and its report socket closes unreported. Standard library only, as the proxy.
+exits, and its report socket closes unreported. A request ``{"spare": true}`` makes a child
+that does step 1 at once, then waits for its real request on its report socket (a closed
+socket ends it). Standard library only, as the proxy.
 """
 
 from __future__ import annotations
@@ -131,14 +133,16 @@ def _drop_privileges(seccomp: bytes) -> None:
            "seccomp")
 
 
-def _become_sandbox(request: dict, fds: list[int], seccomp: bytes,
-                    lifeline: int | None) -> None:
-    """In the forked child: everything up to the proxy's start. Returns in the grandchild,
-    pid 1 of the new sandbox, with the report socket still to be used."""
-    report, stderr, *cgroup_procs = fds
+def _join_cgroups(cgroup_procs: list[int]) -> None:
     for procs in cgroup_procs:
         os.write(procs, b"0")  # "0": the writer itself
         os.close(procs)
+
+
+def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes,
+                    lifeline: int | None) -> None:
+    """In the forked child, once in its cgroups: everything up to the proxy's start. Returns
+    in the grandchild, pid 1 of the new sandbox, with the report socket still to be used."""
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
                         | CLONE_NEWUTS | CLONE_NEWCGROUP), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing it mounts reaches the zygote
@@ -175,7 +179,9 @@ def _become_sandbox(request: dict, fds: list[int], seccomp: bytes,
 
 
 def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) -> None:
-    """Fork one sandbox. The zygote closes its copies of the descriptors either way."""
+    """Fork one sandbox, or a spare one (``request["spare"]``) that joins its cgroups now and
+    waits on its report socket for the request that makes it a sandbox (joining is what
+    costs on cgroup v1). The zygote closes its copies of the descriptors either way."""
     if os.fork():
         for fd in fds:
             os.close(fd)
@@ -183,8 +189,15 @@ def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) 
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _become_sandbox(request, fds, seccomp, lifeline)
-        report = socket.socket(fileno=fds[0])
+        report_fd, stderr, *cgroup_procs = fds
+        _join_cgroups(cgroup_procs)
+        report = socket.socket(fileno=report_fd)
+        if request.get("spare"):
+            message = report.recv(65536)
+            if not message:
+                os._exit(0)  # the invoker no longer wants it
+            request = json.loads(message)
+        _become_sandbox(request, report_fd, stderr, seccomp, lifeline)
 
         def listening() -> None:  # the invoker's first connection then finds the socket
             report.send(b"up")
