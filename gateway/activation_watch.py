@@ -83,7 +83,10 @@ class ActivationWatch:
     async def _bind(self, namespace: str) -> None:
         async with self._binding:
             if self._bound[namespace] == 0 and self._queue is not None:
-                await self._queue.bind(ACTIVATION_EVENTS, routing_key=f"{namespace}.#")
+                try:
+                    await self._queue.bind(ACTIVATION_EVENTS, routing_key=f"{namespace}.#")
+                except Exception as exc:  # the broker is away: the store is read as before
+                    log.warning("could not bind activation events of %s: %s", namespace, exc)
             self._bound[namespace] += 1
 
     async def _unbind(self, namespace: str) -> None:
