@@ -56,23 +56,13 @@ class Collection(Bound[M]):
 class Actions(Collection[M]):
     collection = "actions"
 
-    @operation
-    def create(
+    def _put(
         self, name: str, code: str | bytes, *, kind: str = "python:3", main: str | None = None,
         memory: int | None = None, timeout: float | None = None, params: Params | None = None,
         annotations: Params | None = None, web: bool = False, overwrite: bool = True,
     ) -> Plan[dict[str, Any]]:
         """Create (or with ``overwrite`` replace) an action. ``code`` is source text, or a
         zip's bytes; ``timeout`` in seconds, ``memory`` in MB."""
-        return (yield from self._put(name, code, kind=kind, main=main, memory=memory,
-                                     timeout=timeout, params=params, annotations=annotations,
-                                     web=web, overwrite=overwrite))
-
-    def _put(
-        self, name: str, code: str | bytes, *, kind: str, main: str | None = None,
-        memory: int | None = None, timeout: float | None = None, params: Params | None = None,
-        annotations: Params | None = None, web: bool = False, overwrite: bool = True,
-    ) -> Plan[dict[str, Any]]:
         exec_: dict[str, Any] = {"kind": kind}
         if isinstance(code, bytes):
             exec_.update(code=base64.b64encode(code).decode(), binary=True)
@@ -90,6 +80,9 @@ class Actions(Collection[M]):
                 "annotations": key_values(marks)}
         call = Call("PUT", self._path(name), {"overwrite": overwrite}, body)
         return (yield call).body
+
+    # The operation, and the plan ``deploy`` runs inside its own.
+    create = operation(_put)
 
     @operation
     def invoke(self, name: str, params: Params | None = None, *,

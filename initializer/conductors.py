@@ -63,8 +63,8 @@ async def conduct(
     runner: CompositionRunner, req: ActivationRequest, progress: Progress, resumed: bool
 ) -> None:
     conductor = f"/{req.action.path}"
-    # The first step takes the request's payload as the gateway merged it.
-    step = Step(conductor, req.payload, secondary=True, merged=True)
+    payload: Any = req.payload  # the conductor's next input
+    merged = True  # the first takes the request's payload as the gateway merged it
     state: dict[str, Any] = {}
     components = secondaries = 0
     while True:
@@ -72,8 +72,9 @@ async def conduct(
             progress.fail(StatusCode.APPLICATION_ERROR, TOO_LONG)
             return
         secondaries += 1
-        step = Step(step.path, {**_boxed(step.payload, "value"), **state}, secondary=True,
-                    merged=step.merged)
+        step = Step(conductor, {**_boxed(payload, "value"), **state}, secondary=True,
+                    merged=merged)
+        merged = False
         if not await runner.step(req, step, progress, resumed, FAILURES):
             return  # the conductor itself could not run
         answer = progress.result if isinstance(progress.result, dict) else {}
@@ -85,8 +86,7 @@ async def conduct(
             return  # with the status of this last step
         path = action_path(answer["action"], req.invoking_namespace)
         if path is None or components >= MAX_COMPONENTS:
-            error = invalid_name(answer["action"]) if path is None else TOO_LONG
-            step = Step(conductor, {"error": error})
+            payload = {"error": invalid_name(answer["action"]) if path is None else TOO_LONG}
             continue
         components += 1
         component = Step(path, params or {}, caller=req.invoking_namespace)
@@ -94,4 +94,4 @@ async def conduct(
         if not ran and progress.status == StatusCode.WHISK_ERROR:
             return  # it never completed
         # Its result, or why it could not run, is the conductor's next input.
-        step = Step(conductor, progress.result)
+        payload = progress.result

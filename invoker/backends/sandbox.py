@@ -181,16 +181,16 @@ class SandboxBackend:
         request = {"id": handle.pool_id, "hostname": handle.name, "env": env,
                    "workdir": rootfs.workdir, "nofile": self.settings.container_nofile,
                    "tmpfs": self.settings.container_tmpfs_mb * 1024 * 1024}
+        limits = self._limits(memory)
         sandbox = None
         spares = self._spares.get(kind)
         if zygote is not None and spares:
-            sandbox = await self._from_spare(spares.pop(), handle, self._limits(memory),
-                                             request)
+            sandbox = await self._from_spare(spares.pop(), handle, limits, request)
             self._top_up(kind, zygote)
         if sandbox is None:
             cgroup = SandboxCgroup(self._cgroup_base, pool_id)
             try:
-                cgroup.create(self._limits(memory))
+                cgroup.create(limits)
                 if zygote is not None:
                     sandbox = await self._fork(zygote, kind, handle, cgroup, request)
                 if sandbox is None:
