@@ -147,7 +147,9 @@ class SandboxBackend:
             # with --uid 1000 or --disable-userns bubblewrap nests a second one, and every
             # mount a child copied would be locked (it could not detach the zygote's /ft and
             # /proc). Each child becomes uid 1000 in a user namespace of its own.
-            confined = ["--uid", "0", "--gid", "0", "--cap-add", "ALL"]
+            # Pid 1 of its pid namespace, where each sandbox's is nested: whenever it ends,
+            # the kernel ends them all.
+            confined = ["--uid", "0", "--gid", "0", "--cap-add", "ALL", "--as-pid-1"]
         return [
             self._tools["sh"], "-c", _JOIN.format(nofile=s.container_nofile), "sh",
             *map(str, cgroup.procs_files), "--",

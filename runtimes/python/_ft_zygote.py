@@ -7,17 +7,21 @@ It runs in a sandbox of its own, started by bubblewrap: root of a user namespace
 give each child namespaces and mounts of its own. Its /ft is the invoker's whole proxy
 directory root. Each child, before any action code runs:
 
-1. joins its sandbox's cgroups through descriptors the invoker opened (the kernel checks the
+1. is pid 1 of a pid namespace of its own from its first instruction (the zygote unshares
+   one for its next child before each fork, and returns to its own after);
+2. joins its sandbox's cgroups through descriptors the invoker opened (the kernel checks the
    rights of whoever opened them: the invoker's);
-2. unshares mount, pid, net, ipc, uts and cgroup namespaces, and forks: the grandchild is
-   pid 1 of a pid namespace of its own, the child goes;
-3. mounts a fresh /proc (/proc/sys read-only), tmpfs /tmp and /dev/shm, and keeps only its
-   own proxy directory at /ft (the zygote's view of every other sandbox's is detached, not
-   merely covered);
+3. unshares mount, net, ipc, uts and cgroup namespaces, mounts a fresh /proc (/proc/sys
+   read-only), tmpfs /tmp and /dev/shm, and keeps only its own proxy directory at /ft (the
+   zygote's view of every other sandbox's is detached, not merely covered);
 4. becomes uid and gid 1000 in a user namespace of its own, drops every capability, sets
    no_new_privs and loads the sandboxes' seccomp filter (which refuses new namespaces);
 5. becomes the proxy, and reports over the socket the invoker gave it once the proxy's
    socket listens (the kernel adds its pid, as the invoker sees it).
+
+The zygote is pid 1 of its own pid namespace (bubblewrap's ``--as-pid-1``), which every
+sandbox's is nested in: when it ends, however it ends, the kernel ends them all. So it alone
+watches the invoker's lifeline, and its children need no watcher of their own.
 
 Protocol: the control socket (``FT_ZYGOTE_FD``, a SOCK_SEQPACKET socketpair with the
 invoker) carries one JSON request per message, with descriptors [report socket, stderr,
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import importlib
 import json
 import os
 import resource
@@ -47,6 +52,11 @@ import _ft_logs  # noqa: E402
 import proxy  # noqa: E402  (imported once here: the point of a zygote)
 
 del sys.path[0]
+
+# What the proxy imports on first use for every action given as source: imported once here,
+# rather than by every sandbox, each finding, reading and running the module again. (Not what
+# only zip actions need: a bigger zygote makes every fork and exit dearer.)
+PRELOADED = ("linecache", "traceback")
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWUSER = 0x08000000, 0x10000000
@@ -65,6 +75,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                        ctypes.c_char_p]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                        ctypes.c_ulong]
 
@@ -139,20 +150,17 @@ def _join_cgroups(cgroup_procs: list[int]) -> None:
         os.close(procs)
 
 
-def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes,
-                    lifeline: int | None) -> None:
-    """In the forked child, once in its cgroups: everything up to the proxy's start. Returns
-    in the grandchild, pid 1 of the new sandbox, with the report socket still to be used."""
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
-                        | CLONE_NEWUTS | CLONE_NEWCGROUP), "unshare")
+def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes) -> None:
+    """In the forked child (pid 1 of its pid namespace), once in its cgroups: everything up
+    to the proxy's start, the report socket still to be used."""
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+                        | CLONE_NEWCGROUP), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing it mounts reaches the zygote
     socket.sethostname(request["hostname"])
     tmpfs = f"size={request['tmpfs']},mode=1777"
     for target in ("/tmp", "/dev/shm"):
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs)
     _swap_in("/ft", lambda at: _mount(f"/ft/{request['id']}", at, None, MS_BIND))
-    if os.fork():
-        os._exit(0)  # the grandchild is pid 1 of the new pid namespace
     _swap_in("/proc", _new_proc)
     _mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
     _mount(None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
@@ -164,7 +172,7 @@ def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes,
     for target, source in ((0, devnull), (1, devnull), (2, stderr)):
         os.dup2(source, target)
     os.dup2(stderr, _ft_logs.DIAG_FD)  # the proxy's own messages (its copy of the zygote's)
-    keep = {0, 1, 2, _ft_logs.DIAG_FD, report, *([lifeline] if lifeline is not None else [])}
+    keep = {0, 1, 2, _ft_logs.DIAG_FD, report}
     for fd in os.listdir("/proc/self/fd"):
         if int(fd) not in keep:
             with contextlib.suppress(OSError):  # the listing's own descriptor is gone
@@ -173,16 +181,34 @@ def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes,
     _drop_privileges(seccomp)
     os.environ.clear()
     os.environ.update(request["env"])
-    if lifeline is not None:
-        os.environ["FT_LIFELINE_FD"] = str(lifeline)
     os.chdir(request.get("workdir") or "/tmp")
 
 
-def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) -> None:
+def _fork_into_new_pid_namespace(own_pid_namespace: int) -> int:
+    """os.fork, the child pid 1 of a new pid namespace: one fork, where unsharing in the
+    child would need a second (and a copy of this whole interpreter's page tables each)."""
+    _check(libc.unshare(CLONE_NEWPID), "unshare pid")  # for the next child only
+    try:
+        pid = os.fork()
+    except BaseException:
+        _check(libc.setns(own_pid_namespace, CLONE_NEWPID), "setns pid")
+        raise
+    if pid:  # the next child's is the zygote's own again
+        _check(libc.setns(own_pid_namespace, CLONE_NEWPID), "setns pid")
+    return pid
+
+
+def _spawn(request: dict, fds: list[int], seccomp: bytes, own_pid_namespace: int) -> None:
     """Fork one sandbox, or a spare one (``request["spare"]``) that joins its cgroups now and
     waits on its report socket for the request that makes it a sandbox (joining is what
-    costs on cgroup v1). The zygote closes its copies of the descriptors either way."""
-    if os.fork():
+    costs on cgroup v1). The zygote closes its copies of the descriptors either way (so a
+    child that could not be forked is reported as not started)."""
+    try:
+        pid = _fork_into_new_pid_namespace(own_pid_namespace)
+    except OSError as exc:
+        os.write(2, f"ft-zygote: cannot fork a sandbox: {exc}\n".encode())
+        pid = -1
+    if pid:
         for fd in fds:
             os.close(fd)
         return
@@ -197,7 +223,7 @@ def _spawn(request: dict, fds: list[int], seccomp: bytes, lifeline: int | None) 
             if not message:
                 os._exit(0)  # the invoker no longer wants it
             request = json.loads(message)
-        _become_sandbox(request, report_fd, stderr, seccomp, lifeline)
+        _become_sandbox(request, report_fd, stderr, seccomp)
 
         def listening() -> None:  # the invoker's first connection then finds the socket
             report.send(b"up")
@@ -216,12 +242,15 @@ def main() -> None:
         seccomp = program.read()
     given = os.environ.pop("FT_LIFELINE_FD", None)
     lifeline = int(given) if given is not None else None
+    own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    for name in PRELOADED:
+        importlib.import_module(name)
     # Everything the zygote made so far is left out of the collector's walks: a child's
     # collections would otherwise write to every page of it, and copy each one it shares.
     gc.freeze()
     # Children that leave are reaped by the kernel: the zygote waits for none of them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    # The lifeline (its invoker's end of it) ends the zygote as it ends a sandbox.
+    # The lifeline (its invoker's end of it) ends the zygote, and so every sandbox it made.
     poller = select.poll()
     poller.register(control, select.POLLIN)
     if lifeline is not None:
@@ -244,7 +273,7 @@ def main() -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        _spawn(request, fds, seccomp, lifeline)
+        _spawn(request, fds, seccomp, own_pid_namespace)
 
 
 if __name__ == "__main__":

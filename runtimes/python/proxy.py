@@ -292,9 +292,9 @@ def watch_lifeline() -> None:
     """The sandbox backend hands each sandbox the read end of a pipe only its invoker writes
     to: it reads end-of-file once the invoker is gone, however it went. Then the proxy ends
     everything else in the sandbox and itself, so no sandbox outlives its invoker (not even
-    one whose start the invoker's death cut short). Only as pid 1 or 2 (a zygote's child, or
-    the command bubblewrap's init starts) of a pid namespace of its own, where kill(-1)
-    reaches nothing outside."""
+    one whose start the invoker's death cut short). Only as pid 1 or 2 (the command
+    bubblewrap's init starts) of a pid namespace of its own, where kill(-1) reaches nothing
+    outside. A zygote's children are given none: the zygote watches it for them all."""
     given = os.environ.pop("FT_LIFELINE_FD", None)
     if given is None or os.getpid() > 2:
         return
