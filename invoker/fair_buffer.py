@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -54,6 +55,16 @@ class FairBuffer:
         if queue:
             self._queues[namespace] = queue
         return job
+
+    def upcoming(self) -> Iterator[Job]:
+        """Every buffered job in the order of their turns, as things stand: the head, then
+        each namespace's next job in rotation."""
+        queues = list(self._queues.values())
+        for depth in itertools.count():
+            row = [queue[depth][1] for queue in queues if depth < len(queue)]
+            if not row:
+                return
+            yield from row
 
     def jobs(self) -> list[Job]:
         """Every buffered job, oldest first."""

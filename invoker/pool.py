@@ -17,6 +17,7 @@ until the driver reports it gone.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -282,7 +283,7 @@ class ContainerPool:
         while (head := self._buffer.head()) is not None:
             placed = self._place(head, now)
             if placed is None:
-                commands += self._make_room_for(head)
+                commands += self._make_room(head)
                 break
             self._buffer.pop_head()
             commands.append(placed)
@@ -338,19 +339,53 @@ class ContainerPool:
         container.last_used = now
         return Run(container_id=container.id, job=job, start=start)
 
-    def _make_room_for(self, job: Job) -> list[Command]:
-        """Rule 4: remove least-recently-used idle containers, just enough for the job once they
-        are gone. Memory of containers already being removed counts as on its way, so a job that
-        waits for earlier removals does not trigger new ones."""
-        shortfall = job.memory - self.free_memory - self._memory_in(ContainerState.REMOVING)
+    def _make_room(self, head: Job) -> list[Command]:
+        """Rule 4: remove least-recently-used idle containers, just enough for the job whose
+        turn it is once they are gone, and for the jobs after it that will need a cold start
+        too, as far as idle containers reach. Their removals then overlap instead of following
+        one another (each waits for its container to go): a full pool of distinct actions
+        replaces as many containers at once as it has idle. Memory of containers already being
+        removed counts as on its way, so jobs that wait for earlier removals do not trigger new
+        ones; idle containers a buffered job will find warm are kept for it."""
+        shortfall = head.memory - self.free_memory - self._memory_in(ContainerState.REMOVING)
+        idle = _least_recently_used_first(self._in_state(ContainerState.IDLE))
+        evictable = sum(c.memory for c in idle)
+        if shortfall > evictable:
+            # Busy containers will become idle (and evictable) when they finish, so waiting is
+            # right, unless stem cells hold so much memory that the job could never fit beside
+            # them. Nothing is removed for the jobs behind it: they wait for it anyway.
+            return self._sacrifice_stem_cells_for(head)
+        kept: set[str] = set()
+        upcoming = self._buffer.upcoming()
+        next(upcoming)  # the head
+        for job in itertools.islice(upcoming, len(self.containers)):
+            reusable = self._reusable_for(job, kept)
+            if reusable is None:
+                if shortfall + job.memory > evictable:
+                    break
+                shortfall += job.memory
+            elif reusable.state is ContainerState.IDLE:
+                if evictable - reusable.memory < shortfall:
+                    break
+                evictable -= reusable.memory
+                kept.add(reusable.id)
+            else:
+                kept.add(reusable.id)  # a stem cell: no room needed
         if shortfall <= 0:
             return []
-        idle = _least_recently_used_first(self._in_state(ContainerState.IDLE))
-        if sum(c.memory for c in idle) >= shortfall:
-            return self._remove_until_freed(idle, shortfall)
-        # Busy containers will become idle (and evictable) when they finish, so waiting is right,
-        # unless stem cells hold so much memory that the job could never fit beside them.
-        return self._sacrifice_stem_cells_for(job)
+        return self._remove_until_freed([c for c in idle if c.id not in kept], shortfall)
+
+    def _reusable_for(self, job: Job, taken: set[str]) -> Container | None:
+        """An idle warm container or a prewarmed stem cell the job could have, outside
+        ``taken``."""
+        for container in self._warm_for(job):
+            if container.id not in taken:
+                return container
+        for container in self._in_state(ContainerState.PREWARMED):
+            if (container.kind, container.memory) == (job.kind, job.memory) \
+                    and container.id not in taken:
+                return container
+        return None
 
     def _sacrifice_stem_cells_for(self, job: Job) -> list[Command]:
         """Stem cells are never evicted to speed a job up, only to keep one from waiting forever:

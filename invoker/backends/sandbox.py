@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from invoker.backends.zygote import (
     Zygote,
     ZygoteUnavailable,
     exited,
+    pidfd_of,
     read_to_end,
 )
 from runtimes.kinds import image_for
@@ -87,6 +89,8 @@ class Sandbox:
     handle: ContainerHandle
     cgroup: SandboxCgroup
     process: asyncio.subprocess.Process | None  # bubblewrap's; None for a zygote's child
+    # A zygote's child: pid 1 of the sandbox's pid namespace, whose end ends all in it.
+    pidfd: int | None = None
     stderr_tail: bytearray = field(default_factory=bytearray)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -221,9 +225,9 @@ class SandboxBackend:
             spare.discard()
             await asyncio.to_thread(_remove_group, spare.cgroup)
             raise
-        sandbox = Sandbox(handle, spare.cgroup, None)
+        sandbox = Sandbox(handle, spare.cgroup, None, pidfd_of(pid))
         self._follow(sandbox, read_to_end(spare.stderr, sandbox.stderr_tail, STDERR_KEPT),
-                     exited(pid))
+                     exited(sandbox.pidfd))
         return sandbox
 
     def _top_up(self, kind: str, zygote: Zygote) -> None:
@@ -289,9 +293,9 @@ class SandboxBackend:
             return None
         finally:
             os.close(write_end)
-        sandbox = Sandbox(handle, cgroup, None)
+        sandbox = Sandbox(handle, cgroup, None, pidfd_of(pid))
         self._follow(sandbox, read_to_end(read_end, sandbox.stderr_tail, STDERR_KEPT),
-                     exited(pid))
+                     exited(sandbox.pidfd))
         return sandbox
 
     def _lifeline_for(self, opened: contextlib.ExitStack, env: dict[str, str]) -> int:
@@ -373,7 +377,10 @@ class SandboxBackend:
         await stderr_read
         code = await ended
         sandbox.exited.set()
-        if self._live.get(sandbox.handle.engine_id) is sandbox and self._on_died is not None:
+        live = self._live.get(sandbox.handle.engine_id) is sandbox
+        if not live:
+            _close_pidfd(sandbox)  # destroyed before it ended: destroy no longer needs it
+        elif self._on_died is not None:
             log.warning("sandbox %s exited with %s: %s", sandbox.handle.name, code,
                         sandbox.stderr_tail.decode(errors="replace").strip()[-500:])
             self._on_died(sandbox.handle.engine_id)
@@ -383,14 +390,27 @@ class SandboxBackend:
         if sandbox is None:
             await asyncio.to_thread(release_io_dir, handle.io_dir)
             return
-        sandbox.cgroup.signal_kill()  # a read and a few signals: no thread needed
+        if sandbox.exited.is_set():
+            _close_pidfd(sandbox)  # it ended on its own: its follower is done with it
+        else:
+            self._kill(sandbox)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KILL_WAIT_S):
+                    await sandbox.exited.wait()
+        await asyncio.to_thread(_remove, sandbox.cgroup, handle.io_dir)
+
+    @staticmethod
+    def _kill(sandbox: Sandbox) -> None:
+        """Signal its end. No thread needed: a signal to pid 1 of its pid namespace (which
+        takes all else in it), or a read of its group's processes and a signal to each."""
+        if sandbox.pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(sandbox.pidfd, signal.SIGKILL)
+        else:
+            sandbox.cgroup.signal_kill()
         if sandbox.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 sandbox.process.kill()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(KILL_WAIT_S):
-                await sandbox.exited.wait()
-        await asyncio.to_thread(_remove, sandbox.cgroup, handle.io_dir)
 
     async def was_oom_killed(self, handle: ContainerHandle) -> bool:
         sandbox = self._live.get(handle.engine_id)
@@ -423,6 +443,12 @@ class SandboxBackend:
             log.info("removed %d sandboxes created while stopping", removed)
         os.close(self._lifeline_held)
         os.close(self._lifeline)
+
+
+def _close_pidfd(sandbox: Sandbox) -> None:
+    if sandbox.pidfd is not None:
+        os.close(sandbox.pidfd)
+        sandbox.pidfd = None
 
 
 def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:

@@ -139,16 +139,20 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-async def exited(pid: int) -> None:
-    """Wait until process ``pid`` has exited (a pidfd turns readable then)."""
+def pidfd_of(pid: int) -> int | None:
+    """A pidfd of process ``pid`` (None if it has gone already): to wait for its exit and to
+    signal it, with no risk of reaching another process that got its number meanwhile."""
     try:
-        pidfd = os.pidfd_open(pid)
+        return os.pidfd_open(pid)
     except ProcessLookupError:
-        return
-    try:
+        return None
+
+
+async def exited(pidfd: int | None) -> None:
+    """Wait until the process of ``pidfd`` has exited (a pidfd turns readable then). The
+    caller closes it."""
+    if pidfd is not None:
         await _readable(pidfd)
-    finally:
-        os.close(pidfd)
 
 
 async def read_to_end(fd: int, tail: bytearray, keep: int) -> None:

@@ -467,10 +467,33 @@ def test_no_second_eviction_while_the_first_is_in_flight() -> None:
     assert driver.submit(waiting) == [Remove("c001")]
     # more events while the removal is in flight must not evict c002 for the same job
     assert driver.tick() == []
-    assert driver.submit(job(action="d")) == []
     assert driver.container("c002").state is ContainerState.IDLE
-    # once c001 is gone, "c" starts and "d" is now the head and evicts c002
-    assert driver.release_removals() == [Run("c003", waiting, "cold"), Remove("c002")]
+    assert driver.release_removals() == [Run("c003", waiting, "cold")]
+
+
+def test_room_is_made_for_the_jobs_behind_the_head_at_once() -> None:
+    """A full pool of idle containers and new actions arriving: their removals overlap, each
+    job's room made as it arrives, not once the jobs before it have started (with one
+    removal at a time, a full pool of distinct actions ran at one container per removal)."""
+    driver = FakeDriver(make_pool(user_memory=768), hold_removals=True)
+    a, b, c = job(action="a"), job(action="b"), job(action="c")
+    for j in (a, b, c):
+        driver.submit(j)
+    for n, j in enumerate((a, b, c)):
+        driver.now = float(n)
+        driver.finish(j)  # c001 .. c003 idle, c001 the least recently used
+    x, y = job(action="x"), job(action="y")
+    assert driver.submit(x) == [Remove("c001")]
+    assert driver.submit(y) == [Remove("c002")]  # with x's removal still in flight
+    # c003 is kept for the job that will find it warm, so z has no room to be made yet
+    again = job(action="c")
+    assert driver.submit(again) == []
+    z = job(action="z")
+    assert driver.submit(z) == []
+    assert driver.container("c003").state is ContainerState.IDLE
+    assert driver.release_removals() == [
+        Run("c004", x, "cold"), Run("c005", y, "cold"), Run("c003", again, "warm")]
+    assert driver.pool.queued_jobs == [z]
 
 
 def test_no_eviction_when_idle_containers_cannot_cover_the_job() -> None:
