@@ -69,6 +69,7 @@ class SandboxCgroup:
         else:
             self.dirs = [ROOT / c / base / name for c in V1_CONTROLLERS]
         self.base = base
+        self.limits: Limits | None = None  # as last written
 
     @property
     def procs_files(self) -> list[Path]:
@@ -100,27 +101,38 @@ class SandboxCgroup:
             self.dirs[i] = new
 
     def apply(self, limits: Limits) -> None:
-        """Set the limits of a group that has none yet (so lowering the memory limit before
-        memory + swap is the order that works)."""
+        """Set the group's limits: all of them on a new group, only those that differ on one
+        that had a sandbox before (a group is reused: ``SandboxBackend``)."""
         if self.v2:
-            self._apply_v2(limits)
+            self._apply_v2(limits, self.limits)
         else:
-            self._apply_v1(limits)
+            self._apply_v1(limits, self.limits)
+        self.limits = limits
 
-    def _apply_v1(self, limits: Limits) -> None:
+    def _apply_v1(self, limits: Limits, before: Limits | None) -> None:
         memory, pids, cpu = self.dirs
-        limit = limits.memory_mb * 1024 * 1024
-        _write(memory / "memory.limit_in_bytes", limit)
-        # memory + swap: absent when the kernel has swap accounting off (then there is no
-        # swap to use past the limit anyway).
-        if (memory / "memory.memsw.limit_in_bytes").exists():
-            _write(memory / "memory.memsw.limit_in_bytes", limit)
-        _write(memory / "memory.swappiness", 0)
-        _write(pids / "pids.max", limits.pids)
-        _write(cpu / "cpu.shares", max(2, limits.cpu_shares))
-        if limits.cpu_quota is not None:
+        if before is None or limits.memory_mb != before.memory_mb:
+            limit = limits.memory_mb * 1024 * 1024
+            # memory + swap is never below the memory limit: raised first, lowered last. It
+            # is absent when the kernel has swap accounting off (then there is no swap to
+            # use past the limit anyway).
+            memsw = memory / "memory.memsw.limit_in_bytes"
+            memsw_too = memsw.exists()
+            raising = before is not None and limits.memory_mb > before.memory_mb
+            if raising and memsw_too:
+                _write(memsw, limit)
+            _write(memory / "memory.limit_in_bytes", limit)
+            if memsw_too and not raising:
+                _write(memsw, limit)
+        if before is None:
+            _write(memory / "memory.swappiness", 0)
             _write(cpu / "cpu.cfs_period_us", PERIOD_US)
-            _write(cpu / "cpu.cfs_quota_us", max(1000, int(limits.cpu_quota * PERIOD_US)))
+        if before is None or limits.pids != before.pids:
+            _write(pids / "pids.max", limits.pids)
+        if before is None or limits.cpu_shares != before.cpu_shares:
+            _write(cpu / "cpu.shares", max(2, limits.cpu_shares))
+        if before is None or limits.cpu_quota != before.cpu_quota:
+            _write(cpu / "cpu.cfs_quota_us", _quota_us(limits.cpu_quota))
 
     def _create_v2(self) -> None:
         (group,) = self.dirs
@@ -135,17 +147,21 @@ class SandboxCgroup:
             _write(path / "cgroup.subtree_control", "+memory +pids +cpu")
         group.mkdir(exist_ok=True)
 
-    def _apply_v2(self, limits: Limits) -> None:
+    def _apply_v2(self, limits: Limits, before: Limits | None) -> None:
         (group,) = self.dirs
-        _write(group / "memory.max", limits.memory_mb * 1024 * 1024)
-        _write(group / "memory.swap.max", 0)
-        _write(group / "pids.max", limits.pids)
-        # Docker's conversion of cpu-shares (2..262144) to cpu.weight (1..10000).
-        shares = max(2, limits.cpu_shares)
-        _write(group / "cpu.weight", 1 + ((shares - 2) * 9999) // 262142)
-        if limits.cpu_quota is not None:
-            _write(group / "cpu.max", f"{max(1000, int(limits.cpu_quota * PERIOD_US))} "
-                                      f"{PERIOD_US}")
+        if before is None or limits.memory_mb != before.memory_mb:
+            _write(group / "memory.max", limits.memory_mb * 1024 * 1024)
+        if before is None:
+            _write(group / "memory.swap.max", 0)
+        if before is None or limits.pids != before.pids:
+            _write(group / "pids.max", limits.pids)
+        if before is None or limits.cpu_shares != before.cpu_shares:
+            # Docker's conversion of cpu-shares (2..262144) to cpu.weight (1..10000).
+            shares = max(2, limits.cpu_shares)
+            _write(group / "cpu.weight", 1 + ((shares - 2) * 9999) // 262142)
+        if before is None or limits.cpu_quota != before.cpu_quota:
+            quota = _quota_us(limits.cpu_quota)
+            _write(group / "cpu.max", f"{'max' if quota < 0 else quota} {PERIOD_US}")
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of this group for its memory limit."""
@@ -181,7 +197,8 @@ class SandboxCgroup:
             time.sleep(0.001)
 
     def remove(self) -> None:
-        """Remove the (empty) group; waits briefly for killed processes to leave it."""
+        """Remove the (empty) group; waits briefly for killed processes to leave it, and
+        raises if some are still there."""
         for d in self.dirs:
             for _ in range(200):
                 try:
@@ -193,6 +210,13 @@ class SandboxCgroup:
                     if exc.errno != errno.EBUSY:
                         raise
                     time.sleep(0.005)
+            else:
+                raise CgroupError(errno.EBUSY, f"cgroup {d} still has processes")
+
+
+def _quota_us(cpus: float | None) -> int:
+    """A CPU cap as a quota per period; -1: none."""
+    return -1 if cpus is None else max(1000, int(cpus * PERIOD_US))
 
 
 def remove_all(base: str) -> int:

@@ -3,7 +3,11 @@ and its log files), shared by every container backend.
 
 The directory is writable from inside the container: on the host's disk an action could fill
 that disk for every tenant, so it is a small tmpfs of its own (whose pages count against the
-container's memory, as they are written by the container)."""
+container's memory, as they are written by the container).
+
+A directory whose container has gone is emptied and kept for the next one rather than
+unmounted: a mount and an unmount (propagated to every mount namespace that shares the root,
+a zygote's) cost more than deleting the few files a proxy leaves."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,7 @@ _MNT_DETACH = 0x2
 # A proxy directory holds a socket, the log directory and one activation's log file at a time.
 _IO_DIR_INODES = 1024
 _RELEASE_PASSES = 5
+KEPT_FOR_REUSE = 64  # emptied directories kept mounted, at most
 
 
 def _checked(result: int, path: Path) -> None:
@@ -88,6 +94,7 @@ class IoDirs:
         self._quota_mb = quota_mb
         self._share_root = shared
         self._root_shared = False
+        self._reusable: deque[Path] = deque()  # emptied, theirs again; taken from any thread
 
     def share(self) -> None:
         """Make the root a shared mount, unless it already is (the caller asked for it)."""
@@ -96,15 +103,50 @@ class IoDirs:
             self._root_shared = True
 
     def prepare(self, pool_id: str) -> Path:
+        """A proxy directory for a new container: an emptied one, or a new one named after
+        it (so the name of a reused one is not its container's)."""
+        with contextlib.suppress(IndexError):
+            return self._reusable.pop()
         self.share()
         io_dir = self.root / pool_id
         release_io_dir(io_dir)
         io_dir.mkdir(parents=True)
         self._limit(io_dir)
+        self._make_logs(io_dir)
+        return io_dir
+
+    def _make_logs(self, io_dir: Path) -> None:
         (io_dir / "logs").mkdir()
         for path in (io_dir, io_dir / "logs"):
             os.chown(path, self._uid, self._gid)
-        return io_dir
+
+    def release(self, io_dir: Path) -> None:
+        """The directory of a container that has gone (none of its processes is left): kept
+        for the next container once nothing of this one is left in it, else removed."""
+        if len(self._reusable) < KEPT_FOR_REUSE and io_dir.parent == self.root:
+            try:
+                self._empty(io_dir)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("could not empty %s for reuse (%s): removing it", io_dir, exc)
+            else:
+                self._reusable.append(io_dir)
+                return
+        release_io_dir(io_dir)
+
+    def _empty(self, io_dir: Path) -> None:
+        """Everything the last container left, gone: its files, and the extended attributes
+        (ACLs included), owner and mode of the directory itself."""
+        with os.scandir(io_dir) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        for name in os.listxattr(io_dir, follow_symlinks=False):
+            os.removexattr(io_dir, name, follow_symlinks=False)
+        os.chmod(io_dir, 0o700, follow_symlinks=False)
+        self._make_logs(io_dir)
 
     def _limit(self, io_dir: Path) -> None:
         if not self._quota_mb:
@@ -130,6 +172,7 @@ class IoDirs:
         else:
             log.warning("mounts are left under %s", self.root)
         self._root_shared = False
+        self._reusable.clear()
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 

@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ ZYGOTE_PIDS = 256
 # Spare sandboxes each zygote keeps in cgroups of their own, so a cold start does not wait for
 # the join (an RCU grace period on cgroup v1).
 SPARES_PER_KIND = 2
+KEPT_GROUPS = 64  # empty sandbox cgroups kept for reuse, at most
 
 
 class SandboxUnavailable(RuntimeError):
@@ -119,6 +121,8 @@ class SandboxBackend:
         self._live: dict[str, Sandbox] = {}
         self._zygotes: dict[str, Zygote | None] = {}  # kind -> its zygote (None: not to be had)
         self._spares: dict[str, list[SpareSandbox]] = {}
+        # Groups sandboxes left, empty, for new ones (filled from threads: deque's ends are).
+        self._empty_groups: deque[SandboxCgroup] = deque()
         self._zygote_lock = asyncio.Lock()
         self._on_died: Callable[[str], None] | None = None
         self._waiters: set[asyncio.Task[None]] = set()
@@ -184,7 +188,8 @@ class SandboxBackend:
         handle = ContainerHandle(pool_id=pool_id, name=name, engine_id=name, io_dir=io_dir)
         env = {**rootfs.env, **profile_env(kind, memory, cpu_cap(self.settings, memory)),
                "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"}
-        request = {"id": handle.pool_id, "hostname": handle.name, "env": env,
+        request = {"id": handle.pool_id, "io_dir": io_dir.name, "hostname": handle.name,
+                   "env": env,
                    "workdir": rootfs.workdir, "nofile": self.settings.container_nofile,
                    "tmpfs": self.settings.container_tmpfs_mb * 1024 * 1024}
         limits = self._limits(memory)
@@ -194,7 +199,7 @@ class SandboxBackend:
             sandbox = await self._from_spare(spares.pop(), handle, limits, request)
             self._top_up(kind, zygote)
         if sandbox is None:
-            cgroup = SandboxCgroup(self._cgroup_base, pool_id)
+            cgroup = self._group(pool_id)
             try:
                 cgroup.create(limits)
                 if zygote is not None:
@@ -202,7 +207,7 @@ class SandboxBackend:
                 if sandbox is None:
                     sandbox = await self._start(handle, cgroup, rootfs, env)
             except BaseException:
-                await asyncio.to_thread(_remove, cgroup, io_dir)
+                await asyncio.to_thread(self._remove, cgroup, io_dir)
                 raise
         self._live[name] = sandbox
         return handle
@@ -242,7 +247,7 @@ class SandboxBackend:
     def _new_spare(self, kind: str, zygote: Zygote) -> SpareSandbox | None:
         """Its cgroups made (without limits) and its child asked for; the child joins them
         while the invoker goes on."""
-        cgroup = SandboxCgroup(self._cgroup_base, f"spare-{uuid.uuid4().hex[:12]}")
+        cgroup = self._group(f"spare-{uuid.uuid4().hex[:12]}")
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             cgroup.create(None)
@@ -256,6 +261,21 @@ class SandboxBackend:
         finally:
             os.close(write_end)
         return SpareSandbox(spare, cgroup, read_end)
+
+    def _group(self, name: str) -> SandboxCgroup:
+        """An empty group a sandbox left (renamed ``name`` where the kernel allows), or a new
+        one of that name; either way ``create`` then makes sure it exists."""
+        try:
+            cgroup = self._empty_groups.popleft()
+        except IndexError:
+            return SandboxCgroup(self._cgroup_base, name)
+        try:
+            cgroup.rename(name)
+        except OSError as exc:
+            log.warning("could not rename cgroup %s (%s)", cgroup.dirs[0], exc)
+            _remove_group(cgroup)
+            return SandboxCgroup(self._cgroup_base, name)
+        return cgroup
 
     async def _start(self, handle: ContainerHandle, cgroup: SandboxCgroup, rootfs: Rootfs,
                      env: dict[str, str]) -> Sandbox:
@@ -397,7 +417,7 @@ class SandboxBackend:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_WAIT_S):
                     await sandbox.exited.wait()
-        await asyncio.to_thread(_remove, sandbox.cgroup, handle.io_dir)
+        await asyncio.to_thread(self._remove, sandbox.cgroup, handle.io_dir)
 
     @staticmethod
     def _kill(sandbox: Sandbox) -> None:
@@ -412,6 +432,21 @@ class SandboxBackend:
             with contextlib.suppress(ProcessLookupError):
                 sandbox.process.kill()
 
+    def _remove(self, cgroup: SandboxCgroup, io_dir: Path) -> None:
+        """Its group and its proxy directory, both kept for other sandboxes once the group is
+        empty (nothing of this one can reach the directory any more) and saw no OOM kill
+        (that count only grows). Making and removing a group costs more than its reuse, which
+        rewrites only the limits that differ."""
+        cgroup.kill()
+        if (not cgroup.pids() and len(self._empty_groups) < KEPT_GROUPS
+                and not cgroup.oom_killed()):
+            self._empty_groups.append(cgroup)
+            self.io_dirs.release(io_dir)
+        elif _remove_group(cgroup):  # gone: it was empty
+            self.io_dirs.release(io_dir)
+        else:
+            release_io_dir(io_dir)
+
     async def was_oom_killed(self, handle: ContainerHandle) -> bool:
         sandbox = self._live.get(handle.engine_id)
         if sandbox is None:
@@ -424,6 +459,7 @@ class SandboxBackend:
         return False
 
     async def remove_leftovers(self) -> int:
+        self._empty_groups.clear()  # removed with the rest: they are under the same base
         removed = await asyncio.to_thread(remove_all, self._cgroup_base)
         await asyncio.to_thread(self.io_dirs.release_all)
         return removed
@@ -438,6 +474,8 @@ class SandboxBackend:
                 zygote.close()
         for task in list(self._waiters):
             task.cancel()
+        while self._empty_groups:  # not leftovers: not to be counted as such below
+            await asyncio.to_thread(_remove_group, self._empty_groups.popleft())
         removed = await self.remove_leftovers()
         if removed:
             log.info("removed %d sandboxes created while stopping", removed)
@@ -451,17 +489,15 @@ def _close_pidfd(sandbox: Sandbox) -> None:
         sandbox.pidfd = None
 
 
-def _remove(cgroup: SandboxCgroup, io_dir: Path) -> None:
-    _remove_group(cgroup)
-    release_io_dir(io_dir)
-
-
-def _remove_group(cgroup: SandboxCgroup) -> None:
+def _remove_group(cgroup: SandboxCgroup) -> bool:
+    """Kill what is left in the group and remove it; whether it is gone (so was empty)."""
     cgroup.kill()
     try:
         cgroup.remove()
     except OSError as exc:
         log.warning("could not remove cgroup %s: %s", cgroup.dirs[0], exc)
+        return False
+    return True
 
 
 def _zygote_command(rootfs: Rootfs) -> list[str] | None:

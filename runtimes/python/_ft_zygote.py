@@ -71,6 +71,9 @@ SECCOMP_MODE_FILTER = 2
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
+with open("/proc/sys/kernel/cap_last_cap") as _last_cap:
+    LAST_CAP = int(_last_cap.read())  # read once: a child's /proc is its own
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                        ctypes.c_char_p]
@@ -82,6 +85,14 @@ libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ul
 
 class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class Filter:
+    """The sandboxes' seccomp program, made loadable once, in the zygote."""
+
+    def __init__(self, program: bytes) -> None:
+        self._buffer = ctypes.create_string_buffer(program, len(program))
+        self.fprog = SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
 
 
 def _check(result: int, what: str) -> None:
@@ -129,19 +140,16 @@ def _become_container_user() -> None:
             control.write(value)
 
 
-def _drop_privileges(seccomp: bytes) -> None:
+def _drop_privileges(seccomp: Filter) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient caps")
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
-    for cap in range(last + 1):
+    for cap in range(LAST_CAP + 1):
         _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop cap {cap}")
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: none, both halves
     _check(libc.syscall(SYS_CAPSET[os.uname().machine], header, data), "capset")
-    program = ctypes.create_string_buffer(seccomp, len(seccomp))
-    fprog = SockFprog(len(seccomp) // 8, ctypes.cast(program, ctypes.c_void_p))
-    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0),
-           "seccomp")
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(seccomp.fprog), 0,
+                      0), "seccomp")
 
 
 def _join_cgroups(cgroup_procs: list[int]) -> None:
@@ -150,7 +158,7 @@ def _join_cgroups(cgroup_procs: list[int]) -> None:
         os.close(procs)
 
 
-def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes) -> None:
+def _become_sandbox(request: dict, report: int, stderr: int, seccomp: Filter) -> None:
     """In the forked child (pid 1 of its pid namespace), once in its cgroups: everything up
     to the proxy's start, the report socket still to be used."""
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
@@ -160,7 +168,7 @@ def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes) -> 
     tmpfs = f"size={request['tmpfs']},mode=1777"
     for target in ("/tmp", "/dev/shm"):
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs)
-    _swap_in("/ft", lambda at: _mount(f"/ft/{request['id']}", at, None, MS_BIND))
+    _swap_in("/ft", lambda at: _mount(f"/ft/{request['io_dir']}", at, None, MS_BIND))
     _swap_in("/proc", _new_proc)
     _mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
     _mount(None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
@@ -179,8 +187,7 @@ def _become_sandbox(request: dict, report: int, stderr: int, seccomp: bytes) -> 
                 os.close(int(fd))
     _become_container_user()
     _drop_privileges(seccomp)
-    os.environ.clear()
-    os.environ.update(request["env"])
+    _set_environment(request["env"])
     os.chdir(request.get("workdir") or "/tmp")
 
 
@@ -198,7 +205,17 @@ def _fork_into_new_pid_namespace(own_pid_namespace: int) -> int:
     return pid
 
 
-def _spawn(request: dict, fds: list[int], seccomp: bytes, own_pid_namespace: int) -> None:
+def _set_environment(env: dict[str, str]) -> None:
+    """Make the environment ``env``, changing only what differs from the zygote's (mostly the
+    same: the image's): each change is a libc call, and each key a dictionary's pages."""
+    for key in [key for key in os.environ if key not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+def _spawn(request: dict, fds: list[int], seccomp: Filter, own_pid_namespace: int) -> None:
     """Fork one sandbox, or a spare one (``request["spare"]``) that joins its cgroups now and
     waits on its report socket for the request that makes it a sandbox (joining is what
     costs on cgroup v1). The zygote closes its copies of the descriptors either way (so a
@@ -239,7 +256,7 @@ def _spawn(request: dict, fds: list[int], seccomp: bytes, own_pid_namespace: int
 def main() -> None:
     control = socket.socket(fileno=int(os.environ.pop("FT_ZYGOTE_FD")))
     with open(int(os.environ.pop("FT_SECCOMP_FD")), "rb") as program:
-        seccomp = program.read()
+        seccomp = Filter(program.read())
     given = os.environ.pop("FT_LIFELINE_FD", None)
     lifeline = int(given) if given is not None else None
     own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

@@ -337,9 +337,10 @@ def main(listening: Callable[[], None] | None = None) -> None:
     # The socket appears under its real name only once it is listening: whoever waits for it
     # never sees a refused connection.
     os.rename(temp, path)
-    diag(f"listening on {path}")
     if listening is not None:
-        listening()
+        listening()  # a zygote's child: it says so to the invoker, its stderr stays quiet
+    else:
+        diag(f"listening on {path}")
     server.serve()
 
 

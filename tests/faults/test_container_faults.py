@@ -105,7 +105,9 @@ class SandboxContainers:
         for root in self.roots:
             for group in root.glob("c*"):
                 with contextlib.suppress(OSError):
-                    if int((group / self.limit_file).read_text()) == memory_mb * MB:
+                    # An empty group is no sandbox: the backend keeps it for another one.
+                    if (int((group / self.limit_file).read_text()) == memory_mb * MB
+                            and self._pids(str(group))):
                         found.add(str(group))
         return found
 

@@ -5,6 +5,7 @@ and a look at the attacker's container from the host side (Docker API, cgroups).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 import uuid
@@ -344,7 +345,16 @@ class SandboxEngine(Engine):
                 for d in self._groups(i).iterdir() if d.is_dir()]
 
     def exists(self, name_or_id: str) -> bool:
-        return self._group(name_or_id) is not None
+        """Whether processes of the sandbox are left: its group outlives it, empty, when the
+        backend keeps it for another sandbox."""
+        return bool(self._processes(name_or_id))
+
+    def _processes(self, name: str) -> list[int]:
+        group = self._group(name)
+        try:
+            return [int(p) for p in (group / "cgroup.procs").read_text().split()] if group else []
+        except OSError:
+            return []
 
     def pids(self, container_id: str) -> int | None:
         group = self._group(container_id)
@@ -354,11 +364,17 @@ class SandboxEngine(Engine):
             return None
 
     def proxy_dir(self, container: str) -> str:
-        for invoker_id in self.invoker_ids:
-            pool_id = container.removeprefix(f"ft_{invoker_id}_")
-            path = self.sandbox_dir / "io" / invoker_id / pool_id
-            if pool_id != container and path.is_dir():
-                return str(path)
+        """The host directory at the sandbox's /ft: the one on the same device (each is a
+        tmpfs of its own, and one the backend reuses is not named after its sandbox)."""
+        for pid in self._processes(container):
+            try:
+                device = os.stat(f"/proc/{pid}/root/ft").st_dev
+            except OSError:
+                continue
+            for invoker_id in self.invoker_ids:
+                for path in (self.sandbox_dir / "io" / invoker_id).iterdir():
+                    if path.is_dir() and path.stat().st_dev == device:
+                        return str(path)
         raise LookupError(f"no proxy directory for sandbox {container}")
 
     def layer_changes(self, container: str) -> list[tuple[str, int]]:

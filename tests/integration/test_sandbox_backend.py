@@ -20,6 +20,7 @@ import pytest
 
 from bus.broker import Broker
 from bus.config import Settings
+from invoker.backends import ContainerHandle
 from invoker.backends.cgroups import ROOT, unified
 from invoker.backends.io_dirs import mount_points_under
 from invoker.backends.sandbox import SandboxBackend
@@ -289,18 +290,7 @@ async def test_a_blackbox_image_runs_unpacked_like_a_runtime(
 
 
 async def _run_inside(backend: SandboxBackend, pool_id: str, code: str = INSIDE) -> dict:
-    handle = await backend.create(pool_id, "python:3.11", 256)
-    client = ProxyClient(handle.socket_path)
-    await client.connect(timeout=10)
-    try:
-        init = {"value": {"name": "inside", "main": "main", "code": code}}
-        status, body = await client.post("/init", json.dumps(init).encode(), 10)
-        assert status == 200, body
-        status, body = await client.post("/run", json.dumps({"value": {}}).encode(), 10)
-        assert status == 200, body
-        return json.loads(body)
-    finally:
-        client.close()
+    return await _run_in(await backend.create(pool_id, "python:3.11", 256), code)
 
 
 async def test_a_zygote_forks_sandboxes_confined_as_bubblewrap_starts_them() -> None:
@@ -361,3 +351,67 @@ async def test_a_closed_backend_leaves_no_mount_behind() -> None:
     finally:
         await backend.close()
     assert mount_points_under(io_root) == []
+
+
+TAMPER = r'''
+import os
+
+def main(args):
+    os.makedirs("/ft/left/deep", exist_ok=True)
+    with open("/ft/left/deep/secret", "w") as f:
+        f.write("tenant a")
+    os.symlink("/etc/passwd", "/ft/link")
+    os.setxattr("/ft", "user.secret", b"tenant a")
+    os.chmod("/ft", 0o777)
+    return {"ft": sorted(os.listdir("/ft"))}
+'''
+
+LOOK = r'''
+import os
+
+def main(args):
+    return {"ft": sorted(os.listdir("/ft")), "xattrs": os.listxattr("/ft"),
+            "mode": oct(os.stat("/ft").st_mode & 0o777)}
+'''
+
+
+async def test_a_new_sandbox_reuses_a_group_and_directory_with_nothing_left_in_them() -> None:
+    """A sandbox's empty cgroups and emptied proxy directory go to the next one: it finds
+    none of the last one's files, extended attributes or mode there, and its own limits."""
+    settings = Settings(invoker_id=f"reu{uuid.uuid4().hex[:6]}", container_backend="sandbox")
+    backend = SandboxBackend(settings)
+    try:
+        first = await backend.create("c0", "python:3.11", 256)
+        tampered = await _run_in(first, TAMPER)
+        assert {"left", "link"} <= set(tampered["ft"])
+        group = backend._live[first.engine_id].cgroup
+        await backend.destroy(first)
+        assert group in backend._empty_groups  # empty, and no OOM kill seen in it
+        # Spares are taken first (they joined groups ahead): once they are used up, the
+        # directory and group the first sandbox left are the ones a new sandbox gets.
+        handles = [await backend.create(f"c{n}", "python:3.11", 512) for n in range(1, 5)]
+        second = next(h for h in handles if h.io_dir == first.io_dir)
+        assert await _run_in(second, LOOK) == {"ft": ["logs", "proxy.sock"], "xattrs": [],
+                                               "mode": "0o700"}
+        reused = next(h for h in handles if backend._live[h.engine_id].cgroup is group)
+        memory = group.dirs[0] / ("memory.max" if group.v2 else "memory.limit_in_bytes")
+        assert int(memory.read_text()) == 512 * 1024 * 1024
+        assert group.dirs[0].name == reused.pool_id or group.v2
+    finally:
+        await backend.close()
+    assert mount_points_under(backend._io_root) == []
+    assert _cgroups(settings.invoker_id) == []
+
+
+async def _run_in(handle: ContainerHandle, code: str) -> dict:
+    client = ProxyClient(handle.socket_path)
+    await client.connect(timeout=10)
+    try:
+        init = {"value": {"name": "inside", "main": "main", "code": code}}
+        status, body = await client.post("/init", json.dumps(init).encode(), 10)
+        assert status == 200, body
+        status, body = await client.post("/run", json.dumps({"value": {}}).encode(), 10)
+        assert status == 200, body
+        return json.loads(body)
+    finally:
+        client.close()
