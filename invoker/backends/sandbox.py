@@ -417,7 +417,10 @@ class SandboxBackend:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_WAIT_S):
                     await sandbox.exited.wait()
-        await asyncio.to_thread(self._remove, sandbox.cgroup, handle.io_dir)
+        # A zygote's child seen to exit was pid 1 of its pid namespace, which the kernel
+        # empties before that exit is reported: its group holds nothing any more.
+        emptied = sandbox.process is None and sandbox.exited.is_set()
+        await asyncio.to_thread(self._remove, sandbox.cgroup, handle.io_dir, emptied)
 
     @staticmethod
     def _kill(sandbox: Sandbox) -> None:
@@ -432,13 +435,14 @@ class SandboxBackend:
             with contextlib.suppress(ProcessLookupError):
                 sandbox.process.kill()
 
-    def _remove(self, cgroup: SandboxCgroup, io_dir: Path) -> None:
+    def _remove(self, cgroup: SandboxCgroup, io_dir: Path, emptied: bool = False) -> None:
         """Its group and its proxy directory, both kept for other sandboxes once the group is
         empty (nothing of this one can reach the directory any more) and saw no OOM kill
         (that count only grows). Making and removing a group costs more than its reuse, which
-        rewrites only the limits that differ."""
-        cgroup.kill()
-        if (not cgroup.pids() and len(self._empty_groups) < KEPT_GROUPS
+        rewrites only the limits that differ. ``emptied``: known empty, not to be read."""
+        if not emptied:
+            cgroup.kill()
+        if ((emptied or not cgroup.pids()) and len(self._empty_groups) < KEPT_GROUPS
                 and not cgroup.oom_killed()):
             self._empty_groups.append(cgroup)
             self.io_dirs.release(io_dir)
