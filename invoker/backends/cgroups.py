@@ -220,7 +220,8 @@ def _quota_us(cpus: float | None) -> int:
 
 
 def remove_all(base: str) -> int:
-    """Kill and remove every sandbox group under ``base``; how many there were."""
+    """Kill and remove every sandbox group under ``base``, and ``base`` itself (made again
+    with the next group); how many groups there were."""
     roots = [ROOT / base] if unified() else [ROOT / c / base for c in V1_CONTROLLERS]
     names = {d.name for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir()}
     for name in names:
@@ -228,4 +229,7 @@ def remove_all(base: str) -> int:
         group.kill()
         with contextlib.suppress(OSError):
             group.remove()
+    for root in roots:
+        with contextlib.suppress(OSError):  # absent, or a group was left
+            root.rmdir()
     return len(names)
