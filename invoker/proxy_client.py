@@ -33,6 +33,7 @@ class ProxyClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
+        self._abandoned = False
 
     async def connect(self, timeout: float) -> None:
         """Wait until the proxy accepts connections (it is starting with the container)."""
@@ -46,6 +47,8 @@ class ProxyClient:
                 )
                 return
             except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if self._abandoned:
+                    raise ProxyConnectionError("the container exited while starting") from exc
                 if loop.time() + delay > deadline:
                     raise ProxyConnectionError(f"proxy did not start: {exc}") from exc
                 # Only on container start: the socket appears within a few tens of ms (a
@@ -104,6 +107,10 @@ class ProxyClient:
         if close:
             self.close()
         return status, payload
+
+    def abandon(self) -> None:
+        """Its container has exited: a connect still waiting for the proxy gives up."""
+        self._abandoned = True
 
     def close(self) -> None:
         if self._writer is not None:

@@ -234,9 +234,8 @@ class Invoker:
         began = time.monotonic()
         handle = await self.backend.create(container_id, kind, memory)
         self.handles[container_id] = handle
-        client = ProxyClient(handle.socket_path)
+        client = self.clients[container_id] = ProxyClient(handle.socket_path)
         await client.connect(PROXY_START_TIMEOUT_S)
-        self.clients[container_id] = client
         self.metrics.container_create.labels(kind_label(kind)).observe(time.monotonic() - began)
         return client
 
@@ -266,14 +265,17 @@ class Invoker:
 
     def _container_died(self, engine_id: str) -> None:
         """A container died without our asking (``docker kill``, an engine restart). A busy
-        one is the running job's business: its proxy call fails, which ends the job with an
-        error record and removes the container. An idle or prewarmed one is forgotten and
-        removed here, so no job is ever sent to it, and a missing stem cell is started."""
+        one is the running job's business: its proxy call fails (or, still starting, its wait
+        for the proxy ends), which ends the job with an error record and removes the
+        container. An idle or prewarmed one is forgotten and removed here, so no job is ever
+        sent to it, and a missing stem cell is started."""
         cid = next((c for c, h in self.handles.items() if h.engine_id == engine_id), None)
         container = self.pool.containers.get(cid) if cid is not None else None
         if cid is None or container is None:
             return
         if container.state not in (ContainerState.IDLE, ContainerState.PREWARMED):
+            if (client := self.clients.get(cid)) is not None:
+                client.abandon()  # one still starting: no waiting for its proxy to listen
             return
         log.warning("container %s (%s) died while %s", cid, engine_id[:12],
                     container.state.value)

@@ -124,6 +124,7 @@ class SandboxBackend:
         # Groups sandboxes left, empty, for new ones (filled from threads: deque's ends are).
         self._empty_groups: deque[SandboxCgroup] = deque()
         self._zygote_lock = asyncio.Lock()
+        self._retired_zygotes: list[Zygote] = []  # asked for no more sandboxes
         self._on_died: Callable[[str], None] | None = None
         self._waiters: set[asyncio.Task[None]] = set()
 
@@ -307,7 +308,8 @@ class SandboxBackend:
             log.warning("the %s zygote could not start a sandbox (%s); its sandboxes start "
                         "without it from now on", kind, exc)
             self._zygotes[kind] = None
-            zygote.close()
+            # Not closed: its end would end the sandboxes it made, which still serve.
+            self._retired_zygotes.append(zygote)
             self._discard_spares(kind)
             await asyncio.to_thread(cgroup.kill)
             return None
@@ -473,7 +475,7 @@ class SandboxBackend:
             await self.destroy(self._live[name].handle)
         for kind in list(self._spares):
             self._discard_spares(kind)
-        for zygote in self._zygotes.values():
+        for zygote in [*self._zygotes.values(), *self._retired_zygotes]:
             if zygote is not None:
                 zygote.close()
         for task in list(self._waiters):

@@ -21,7 +21,7 @@ import pytest
 from bus.broker import Broker
 from bus.config import Settings
 from invoker.backends import ContainerHandle
-from invoker.backends.cgroups import ROOT, unified
+from invoker.backends.cgroups import ROOT, SandboxCgroup, unified
 from invoker.backends.io_dirs import mount_points_under
 from invoker.backends.sandbox import SandboxBackend
 from invoker.outcome import OUT_OF_MEMORY, TIMEOUT_MESSAGE
@@ -415,3 +415,26 @@ async def _run_in(handle: ContainerHandle, code: str) -> dict:
         return json.loads(body)
     finally:
         client.close()
+
+
+async def test_a_zygote_that_fails_is_retired_and_its_sandboxes_go_on_serving() -> None:
+    """A zygote that cannot make a sandbox is asked for no more; bubblewrap starts the next
+    one. It is not ended: as pid 1 of the pid namespace its sandboxes' are nested in, its end
+    would end them, and they still serve."""
+    kind = "python:3.11"
+    settings = Settings(invoker_id=f"ret{uuid.uuid4().hex[:6]}", container_backend="sandbox")
+    backend = SandboxBackend(settings)
+    try:
+        first = await backend.create("c0", kind, 256)
+        backend._discard_spares(kind)  # the next start asks the zygote to fork
+        zygote_group = SandboxCgroup(backend._cgroup_base, "zygote-python-3-11")
+        pids = zygote_group.dirs[0 if zygote_group.v2 else 1]
+        (pids / "pids.max").write_text((pids / "pids.current").read_text())  # no fork left
+        second = await backend.create("c1", kind, 256)
+        assert backend._live[second.engine_id].process is not None  # bubblewrap's
+        assert backend._zygotes[kind] is None
+        assert (await _run_in(first, LOOK))["ft"] == ["logs", "proxy.sock"]
+        assert (await _run_in(second, LOOK))["mode"] == "0o700"
+    finally:
+        await backend.close()
+    assert _cgroups(settings.invoker_id) == []
