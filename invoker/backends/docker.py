@@ -31,6 +31,11 @@ LABEL = "funtainer.invoker"
 # The proxy's socket closes the instant the kernel kills it, but the engine records the exit
 # (and OOMKilled) a few ms later: how long to wait for that before reading the verdict.
 EXIT_SETTLE_S = 2.0
+# Containers started and removed at once, at most. The engine does them one after another
+# anyway, and with many starts and removals overlapping (a full pool replacing its
+# containers) Docker 20.10 deadlocked here: a start's libnetwork-setkey hook and every later
+# engine call waited for good (moby/moby#26251 is that family of hang).
+ENGINE_CHANGES_AT_ONCE = 2
 
 class DockerBackend:
     def __init__(self, settings: Settings) -> None:
@@ -40,6 +45,7 @@ class DockerBackend:
                               settings.container_io_quota_mb)
         self._api = docker.APIClient(base_url=settings.docker_url, timeout=120)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
+        self._changes = asyncio.Semaphore(ENGINE_CHANGES_AT_ONCE)
         # Engine ids of the containers created and not yet destroyed.
         self._live: set[str] = set()
         self._watch = ContainerWatch(
@@ -84,29 +90,37 @@ class DockerBackend:
         io_dir = self.io_dirs.prepare(pool_id)
         name = self._container_name(pool_id)
         image = image_for(kind, self.settings.image_prefix)
-        engine_id = ""
         try:
-            created = await self._call(
-                self._api.create_container,
-                image,
-                name=name,
-                user=self.settings.container_user,
-                environment={**profile_env(kind, memory, cpu_cap(self.settings, memory)),
-                             "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"},
-                labels={LABEL: self.settings.invoker_id, "funtainer.kind": kind},
-                host_config=self._host_config(io_dir, memory),
-            )
-            engine_id = created["Id"]
-            self._live.add(engine_id)
-            await self._call(self._api.start, engine_id)
+            async with self._changes:
+                engine_id = await self._create_and_start(name, image, io_dir, kind, memory)
         except Exception as exc:
-            self._live.discard(engine_id)
             await self._call(self._force_remove, name)
             await asyncio.to_thread(release_io_dir, io_dir)
             if isinstance(exc, ImageNotFound):
                 raise ImageUnavailable(image) from exc
             raise
         return ContainerHandle(pool_id=pool_id, name=name, engine_id=engine_id, io_dir=io_dir)
+
+    async def _create_and_start(self, name: str, image: str, io_dir: Path, kind: str,
+                                memory: int) -> str:
+        created = await self._call(
+            self._api.create_container,
+            image,
+            name=name,
+            user=self.settings.container_user,
+            environment={**profile_env(kind, memory, cpu_cap(self.settings, memory)),
+                         "__OW_API_HOST": self.settings.api_host, "FT_PROXY_DIR": "/ft"},
+            labels={LABEL: self.settings.invoker_id, "funtainer.kind": kind},
+            host_config=self._host_config(io_dir, memory),
+        )
+        engine_id = str(created["Id"])
+        self._live.add(engine_id)
+        try:
+            await self._call(self._api.start, engine_id)
+        except BaseException:
+            self._live.discard(engine_id)
+            raise
+        return engine_id
 
     def _force_remove(self, name_or_id: str) -> None:
         try:
@@ -121,7 +135,8 @@ class DockerBackend:
         # Forgotten first: if the engine is away, the watch removes it once it is back.
         self._live.discard(handle.engine_id)
         try:
-            await self._call(self._force_remove, handle.engine_id)
+            async with self._changes:
+                await self._call(self._force_remove, handle.engine_id)
         finally:
             await asyncio.to_thread(release_io_dir, handle.io_dir)
 
