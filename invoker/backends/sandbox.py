@@ -126,7 +126,7 @@ class SandboxBackend:
         self._zygote_lock = asyncio.Lock()
         self._retired_zygotes: list[Zygote] = []  # asked for no more sandboxes
         self._on_died: Callable[[str], None] | None = None
-        self._waiters: set[asyncio.Task[None]] = set()
+        self._waiters: set[asyncio.Future[object]] = set()
 
     def watch(self, on_died: Callable[[str], None]) -> None:
         self._on_died = on_died
@@ -224,8 +224,7 @@ class SandboxBackend:
         except (OSError, SpawnFailed) as exc:
             log.warning("a spare sandbox could not be used (%s)", exc)
             os.close(spare.stderr)
-            await asyncio.to_thread(spare.cgroup.kill)
-            await asyncio.to_thread(_remove_group, spare.cgroup)
+            await asyncio.to_thread(_remove_group, spare.cgroup)  # kills what is left first
             return None
         except BaseException:
             spare.discard()
@@ -274,7 +273,7 @@ class SandboxBackend:
             cgroup.rename(name)
         except OSError as exc:
             log.warning("could not rename cgroup %s (%s)", cgroup.dirs[0], exc)
-            _remove_group(cgroup)
+            self._background(asyncio.to_thread(_remove_group, cgroup))  # may wait: no loop
             return SandboxCgroup(self._cgroup_base, name)
         return cgroup
 
@@ -351,9 +350,13 @@ class SandboxBackend:
         """Their children end as their sockets close; their groups are removed after."""
         for spare in self._spares.pop(kind, []):
             spare.discard()
-            task = asyncio.create_task(asyncio.to_thread(_remove_group, spare.cgroup))
-            self._waiters.add(task)
-            task.add_done_callback(self._waiters.discard)
+            self._background(asyncio.to_thread(_remove_group, spare.cgroup))
+
+    def _background(self, work: Awaitable[object]) -> None:
+        """Run ``work`` on its own, held until done (and cancelled by ``close``)."""
+        task = asyncio.ensure_future(work)
+        self._waiters.add(task)
+        task.add_done_callback(self._waiters.discard)
 
     async def _start_zygote(self, kind: str, rootfs: Rootfs) -> Zygote | None:
         command = _zygote_command(rootfs)
@@ -381,17 +384,13 @@ class SandboxBackend:
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=[theirs.fileno(), seccomp_fd, lifeline], start_new_session=True)
         zygote = Zygote(process, ours)
-        task = asyncio.create_task(_log_zygote(kind, process))
-        self._waiters.add(task)
-        task.add_done_callback(self._waiters.discard)
+        self._background(_log_zygote(kind, process))
         log.info("started the %s zygote", kind)
         return zygote
 
     def _follow(self, sandbox: Sandbox, stderr_read: Awaitable[None],
                 ended: Awaitable[object]) -> None:
-        task = asyncio.create_task(self._followed(sandbox, stderr_read, ended))
-        self._waiters.add(task)
-        task.add_done_callback(self._waiters.discard)
+        self._background(self._followed(sandbox, stderr_read, ended))
 
     async def _followed(self, sandbox: Sandbox, stderr_read: Awaitable[None],
                         ended: Awaitable[object]) -> None:
